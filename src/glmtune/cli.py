@@ -1,0 +1,56 @@
+"""The ``glmtune`` command: a thin dispatch table from subcommand to a ``main(argv) -> int``.
+
+Each entry is imported lazily so ``glmtune convert`` never pays for importing torch.
+A subcommand is added here only once it works.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from glmtune.errors import GlmtuneError
+
+# name -> ("module:function", one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _usage() -> str:
+    width = max((len(n) for n in COMMANDS), default=8)
+    lines = ["usage: glmtune <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'glmtune <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from glmtune import __version__
+
+        print(f"glmtune {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"glmtune: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    target, _ = COMMANDS[name]
+    module_name, func_name = target.split(":")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(rest) or 0)
+    except GlmtuneError as exc:
+        print(f"glmtune {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"glmtune {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from glmtune.utils.io import atomic_dir, atomic_open
+
+
+def test_atomic_open_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as fh:
+            fh.write("partial")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_open_replaces(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with atomic_open(target) as fh:
+        fh.write("new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_dir(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.bin").write_bytes(b"1")
+    assert (target / "a.bin").read_bytes() == b"1"
+    with pytest.raises(ValueError):
+        with atomic_dir(target) as tmp:
+            (tmp / "b.bin").write_bytes(b"2")
+            raise ValueError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert not (target / "b.bin").exists()
