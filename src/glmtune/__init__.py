@@ -11,7 +11,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 # public name -> module that defines it
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "load_tokenizer": "glmtune.models.loading",
+    "load_model": "glmtune.models.loading",
+    "detect_family": "glmtune.models.loading",
+}
 
 
 def __getattr__(name: str) -> Any:

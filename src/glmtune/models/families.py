@@ -1,0 +1,94 @@
+"""Model families: how to recognise a checkpoint folder and which code loads it.
+
+One registry entry per family. A family names its tokenizer loader, model loader and default
+template as ``"module:function"`` strings so that detecting a family never imports torch.
+Adding a family is one small module in ``glmtune/models/family/`` plus one registration line there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glmtune.errors import GlmtuneError
+from glmtune.registry import Registry
+
+
+@dataclass(frozen=True)
+class Family:
+    """What glmtune needs to know to run one model generation natively."""
+
+    name: str
+    description: str
+    # (config.json dict, tokenizer_config.json dict) -> True when this family owns the folder
+    detect: Callable[[dict[str, Any], dict[str, Any]], bool]
+    tokenizer_loader: str  # "module:function" taking (path, **kwargs)
+    model_loader: str  # "module:function" taking (path, dtype=, device_map=, quantization=, **kwargs)
+    default_template: str
+    padding_side: str = "left"
+    priority: int = 0  # higher is checked first
+
+    def load_tokenizer(self, path: str | Path, **kwargs: Any) -> Any:
+        return _resolve(self.tokenizer_loader)(path, **kwargs)
+
+    def load_model(self, path: str | Path, **kwargs: Any) -> Any:
+        return _resolve(self.model_loader)(path, **kwargs)
+
+
+FAMILIES: Registry[Family] = Registry("model family")
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module_name, func = target.split(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def read_folder_configs(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """config.json and tokenizer_config.json of a checkpoint folder ({} when absent)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise GlmtuneError(f"model folder not found: {folder}")
+    return read_json(folder / "config.json"), read_json(folder / "tokenizer_config.json")
+
+
+def detect_family(path: str | Path) -> str:
+    """Name of the family that owns checkpoint folder ``path``, from its config files."""
+    _register_builtin()
+    config, tok_config = read_folder_configs(path)
+    for _, family in sorted(FAMILIES.items(), key=lambda kv: -kv[1].priority):
+        if family.detect(config, tok_config):
+            return family.name
+    found = {
+        "model_type": config.get("model_type"),
+        "architectures": config.get("architectures"),
+        "tokenizer_class": tok_config.get("tokenizer_class"),
+        "files": sorted(p.name for p in Path(path).iterdir())[:12],
+    }
+    raise GlmtuneError(
+        f"cannot tell which model family {path} is (found {found}); "
+        f"pass family= one of: {', '.join(FAMILIES.names())}"
+    )
+
+
+def get_family(path: str | Path, family: str | None = None) -> Family:
+    """The family object for ``path``, honouring an explicit ``family`` override."""
+    _register_builtin()
+    return FAMILIES.get(family) if family else FAMILIES.get(detect_family(path))
+
+
+def _register_builtin() -> None:
+    importlib.import_module("glmtune.models.family")

@@ -1,0 +1,15 @@
+"""GLM-4 checkpoints in transformers' own layout (model_type glm / glm4): plain transformers."""
+
+from glmtune.models.families import FAMILIES, Family
+
+FAMILIES.register("glm4")(
+    Family(
+        name="glm4",
+        description="GLM-4 in transformers' native layout (GlmForCausalLM / Glm4ForCausalLM)",
+        detect=lambda config, tok: config.get("model_type") in ("glm", "glm4"),
+        tokenizer_loader="glmtune.models.hf_loading:load_tokenizer",
+        model_loader="glmtune.models.hf_loading:load_model",
+        default_template="glm4",
+        priority=5,
+    )
+)
