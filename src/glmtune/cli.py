@@ -13,7 +13,10 @@ import sys
 from glmtune.errors import GlmtuneError
 
 # name -> ("module:function", one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("glmtune.data.convert:main", "convert datasets to glmtune's JSONL messages records"),
+    "stats": ("glmtune.data.stats:main", "turns and text length distribution of a converted JSONL file"),
+}
 
 
 def _usage() -> str:
