@@ -11,6 +11,7 @@ import contextlib
 import json
 import random
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from glmtune.data.sources import Row, read_rows
 from glmtune.errors import DataError
 from glmtune.utils.io import atomic_open
 
-DETECT_ROWS = 100  # auto-detection uses the keys shared by this many leading rows
+DETECT_ROWS = 100  # auto-detection: a vote of this many leading rows
 
 
 def dev_path(output: Path) -> Path:
@@ -39,17 +40,31 @@ def _choose_format(
     if opts.mapping:
         log(f"{path}: format: columns (from --map)")
         return FORMATS.get("columns")
-    dicts = [r.value for r in rows[:DETECT_ROWS] if isinstance(r.value, dict)]
-    if not dicts:
-        raise DataError(f"{path}: no JSON object rows to detect the format from")
-    shared = set(dicts[0]).intersection(*dicts[1:])
-    keys = [k for k in dicts[0] if k in shared]
-    try:
-        chosen, used = detect(keys, opts)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
-    log(f"{path}: format: {chosen.name} (auto-detected from keys {', '.join(used)})")
-    return chosen
+    # Each leading row votes, so one broken row cannot change or block the choice.
+    votes: Counter[str] = Counter()
+    first_keys: dict[str, list[str]] = {}
+    errors: list[DataError] = []
+    for row in rows[:DETECT_ROWS]:
+        if not isinstance(row.value, dict):
+            continue
+        try:
+            fmt_row, used = detect(list(row.value), opts)
+        except DataError as exc:
+            errors.append(exc)
+            continue
+        votes[fmt_row.name] += 1
+        first_keys.setdefault(fmt_row.name, used)
+    if not votes:
+        raise DataError(f"{path}: {errors[0] if errors else 'no JSON object rows to detect the format from'}")
+    (name, n), *rest = votes.most_common()
+    if rest and rest[0][1] == n:
+        raise DataError(
+            f"{path}: ambiguous format: rows fit {name} and {rest[0][0]} equally; choose one with --format"
+        )
+    sampled = sum(votes.values()) + len(errors)
+    agree = "" if n == sampled else f", in {n} of {sampled} leading rows"
+    log(f"{path}: format: {name} (auto-detected from keys {', '.join(first_keys[name])}{agree})")
+    return FORMATS.get(name)
 
 
 def _to_record(row: Row, path: Path, fmt: Format, opts: Options) -> dict[str, Any]:
@@ -77,7 +92,7 @@ def _dev_count(val_size: int | float, total: int) -> int:
 
 
 def split(records: list[Any], val_size: int | float | None, seed: int) -> tuple[list[Any], list[Any]]:
-    """Seeded train/dev split; both parts keep the input order, so reruns give identical files."""
+    """Seeded train/dev split (no split for 0 or None); both parts keep the input order, so reruns match."""
     if not val_size:
         return records, []
     order = list(range(len(records)))
