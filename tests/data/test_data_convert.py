@@ -157,6 +157,7 @@ def test_cli_chatglm_column_options(tmp_path):
         (["nope.json"], "glmtune convert: error: nope.json: no such file\n"),
         (["{src}", "--format", "yaml"], "unknown data format 'yaml'; choose one of: alpaca, belle"),
         (["{src}", "--map", "user=a"], "--map needs assistant=COLUMN"),
+        (["{src}", "--format", "columns"], "--format columns needs --map user=COLUMN assistant=COLUMN"),
         (["{src}", "--format", "alpaca", "--map", "user=a", "assistant=b"], "--map is for --format columns"),
     ],
 )

@@ -116,3 +116,10 @@ def test_missing_file_and_unsupported_type(tmp_path):
     (tmp_path / "e.json").write_text("  \n", encoding="utf-8")
     with pytest.raises(DataError, match="empty file"):
         read_rows(tmp_path / "e.json")
+
+
+def test_unreadable_parquet_is_one_clear_error(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"broken\.parquet: cannot read parquet: "):
+        read_rows(path)
