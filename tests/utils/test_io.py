@@ -34,3 +34,15 @@ def test_atomic_dir(tmp_path):
             raise ValueError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     assert not (target / "b.bin").exists()
+
+
+def test_atomic_open_follows_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "f.txt") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644

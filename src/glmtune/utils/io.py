@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; rename it over ``path`` only if the block succeeds."""
@@ -18,6 +24,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     binary = "b" in mode
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
             yield fh
