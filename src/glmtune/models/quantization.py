@@ -1,0 +1,41 @@
+"""bitsandbytes settings for ``quantization="4bit" | "8bit"`` (shared by every loader).
+
+4-bit is NF4 with double quantisation; the output layer is never quantised. bitsandbytes 0.50
+runs both on the CPU, so the same code path is tested here and used on GPUs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glmtune.errors import GlmtuneError
+
+SKIP_MODULES = ["lm_head"]
+
+
+def bnb_config(quantization: str | None, compute_dtype: Any) -> Any:
+    """A ``transformers.BitsAndBytesConfig`` for ``quantization`` (None -> None)."""
+    if quantization is None:
+        return None
+    if quantization not in ("4bit", "8bit"):
+        raise GlmtuneError(f"quantization {quantization!r} is not allowed; choose one of: none, 4bit, 8bit")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise GlmtuneError(f"quantization={quantization} needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+            llm_int8_skip_modules=list(SKIP_MODULES),
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(SKIP_MODULES))
+
+
+def is_quantized(model: Any) -> bool:
+    """True when ``model`` was loaded with bitsandbytes (it cannot be exported as is)."""
+    return bool(getattr(model, "is_quantized", False) or getattr(model, "quantization_method", None))
