@@ -20,7 +20,7 @@ def load_model(path: str | Path, dtype: Any = None, device_map: Any = None, quan
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from glmtune.models.glm_mapping.loading import target_dtype
-    from glmtune.models.quantization import bnb_config
+    from glmtune.models.quantization import bnb_config, fix_cpu_4bit
 
     if kwargs.pop("trust_remote_code", False):
         raise GlmtuneError("trust_remote_code is never used by glmtune")
@@ -42,7 +42,7 @@ def load_model(path: str | Path, dtype: Any = None, device_map: Any = None, quan
     model = AutoModelForCausalLM.from_pretrained(
         str(path), config=config, dtype=dtype_t, device_map=device_map, trust_remote_code=False, **extra
     )
-    return model.eval()
+    return fix_cpu_4bit(model).eval()
 
 
 def load_tokenizer(path: str | Path, **kwargs: Any) -> Any:

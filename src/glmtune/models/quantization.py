@@ -39,3 +39,23 @@ def bnb_config(quantization: str | None, compute_dtype: Any) -> Any:
 def is_quantized(model: Any) -> bool:
     """True when ``model`` was loaded with bitsandbytes (it cannot be exported as is)."""
     return bool(getattr(model, "is_quantized", False) or getattr(model, "quantization_method", None))
+
+
+def fix_cpu_4bit(model: Any) -> Any:
+    """Keep bitsandbytes' CPU fast path off for 4-bit layers whose shape it cannot pack.
+
+    bitsandbytes 0.50 repacks 4-bit weights for AVX512-BF16 CPUs at the first inference forward and
+    asserts ``in_features % blocksize == 0`` and ``out_features % 32 == 0`` there; real GLM shapes
+    fit, small test shapes may not. Such layers use the generic (dequantising) 4-bit path instead.
+    """
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return model
+    for module in model.modules():
+        if isinstance(module, Linear4bit) and getattr(module, "support_avx512bf16_for_cpu", False):
+            state = getattr(module.weight, "quant_state", None)
+            block = getattr(state, "blocksize", 64) or 64
+            if module.in_features % block or module.out_features % 32:
+                module.support_avx512bf16_for_cpu = False
+    return model

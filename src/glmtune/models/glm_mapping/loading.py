@@ -142,10 +142,11 @@ def _load_quantized(folder: Path, glm_config: Any, dtype: Any, device_map: Any, 
                     prefix_state: dict[str, Any]) -> Any:
     from transformers import GlmForCausalLM
 
-    from glmtune.models.quantization import bnb_config
+    from glmtune.models.quantization import bnb_config, fix_cpu_4bit
 
     state = dict(_mapped(folder, glm_config, dtype, prefix_state))
-    return GlmForCausalLM.from_pretrained(
+    model = GlmForCausalLM.from_pretrained(
         None, config=glm_config, state_dict=state, quantization_config=bnb_config(quantization, dtype),
         dtype=dtype, device_map=device_map if device_map is not None else "cpu",
     )
+    return fix_cpu_4bit(model)
