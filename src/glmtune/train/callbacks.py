@@ -77,6 +77,8 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
+            if "eval_before_loss" in row:  # the untrained model's eval: the curve's first eval point
+                row["eval_loss"] = row.pop("eval_before_loss")
             kind = "eval" if "eval_loss" in row else "train" if "loss" in row else "summary"
             rows[(row["step"], kind)] = row
     return [rows[k] for k in sorted(rows)]

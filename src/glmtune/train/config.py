@@ -45,7 +45,7 @@ class TrainConfig:
     data: str | list[str] = ""  # converted JSONL file(s), raw dataset files (see data_format) or a tokenized dir
     data_format: str = "auto"  # raw (non-JSONL-records) inputs are converted on the fly with this format
     eval_data: str | list[str] | None = None  # dev set(s), same kinds as data
-    val_size: float | int = 0  # carve this many rows (int) or this ratio (float) from data when no eval_data
+    val_size: int | float = 0  # carve this many rows (int) or this ratio (float) from data when no eval_data
     template: str | None = None  # chat template; default: the family's
     multi_turn: Literal["all", "last", "split"] = "all"  # which assistant turns are trained
     train_on_prompt: bool = False  # also compute the loss on prompt tokens

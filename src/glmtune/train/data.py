@@ -1,0 +1,114 @@
+"""Training data for the runner: raw or converted files -> tokenized datasets + a collator.
+
+``data:``/``eval_data:`` may be converted JSONL records, raw dataset files in any format
+``glmtune convert`` reads (converted on the fly into ``output_dir/data/``, format ``data_format``),
+or a tokenized folder. Tokenizing, packing and collating are the encoding module's
+(``glmtune.data.tokenized``/``collate``/``packing``); this module only wires them to the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from glmtune.errors import ConfigError, DataError
+
+log = logging.getLogger("glmtune.train")
+
+
+def is_records_jsonl(path: Path) -> bool:
+    """True when ``path`` is already glmtune JSONL records (first non-empty line has ``messages``)."""
+    if path.suffix != ".jsonl":
+        return False
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and isinstance(first.get("messages"), list)
+    return False
+
+
+def prepare_inputs(paths: list[str], key: str, data_format: str, work_dir: Path) -> list[str]:
+    """Return paths the tokenizer step reads: records JSONL or tokenized folders; raw files are converted."""
+    out: list[str] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir() or is_records_jsonl(path):
+            out.append(str(path))
+            continue
+        if not path.is_file():
+            raise ConfigError(f"{key}: file not found: {raw}")
+        from glmtune.data.convert import convert_files
+
+        digest = hashlib.sha256(f"{path.resolve()}|{path.stat().st_mtime_ns}|{data_format}".encode()).hexdigest()
+        target = work_dir / f"{path.stem}-{digest[:10]}.jsonl"
+        if not target.is_file():
+            convert_files([path], target, data_format, log=log.info)
+        out.append(str(target))
+    return out
+
+
+def tokenize(cfg: Any, tokenizer: Any, paths: list[str], template: str, cache_dir: Path | None) -> Any:
+    """A ``datasets.Dataset`` with ``input_ids``, ``labels`` and ``length`` columns."""
+    try:
+        from glmtune.data.encode import EncodeOptions
+        from glmtune.data.tokenized import build_tokenized_dataset
+    except ImportError:  # TEMPORARY until the encoding module lands
+        from glmtune.train._fallback import tokenize as _tok
+
+        return _tok(cfg, tokenizer, paths)
+
+    official = cfg.max_source_length is not None
+    options = EncodeOptions(
+        multi_turn=cfg.multi_turn,
+        train_on_prompt=cfg.train_on_prompt,
+        cutoff_len=None if official else cfg.cutoff_len,
+        max_source_length=cfg.max_source_length,
+        max_target_length=cfg.max_target_length,
+        truncate_side=cfg.truncate_side,
+    )
+    dataset, report = build_tokenized_dataset(
+        tokenizer, paths, template, options, cache_dir=cache_dir, num_proc=cfg.num_proc
+    )
+    if report is not None:
+        log.info(str(report))
+    if len(dataset) == 0:
+        raise DataError(f"no training examples left after tokenizing {', '.join(paths)}")
+    return dataset
+
+
+def split_val(dataset: Any, val_size: float | int, seed: int) -> tuple[Any, Any]:
+    """Seeded (train, dev) split of a tokenized dataset; dev is None when ``val_size`` is 0."""
+    if not val_size:
+        return dataset, None
+    n = len(dataset)
+    n_dev = max(1, round(n * val_size)) if isinstance(val_size, float) else int(val_size)
+    if not 0 < n_dev < n:
+        raise ConfigError(f"val_size: cannot put {n_dev} of {n} examples in the dev split")
+    parts = dataset.train_test_split(test_size=n_dev, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+def pack(dataset: Any, cutoff_len: int | None) -> Any:
+    """Concatenate examples into ``cutoff_len`` blocks (the encoding module's packing)."""
+    from glmtune.data.packing import pack_dataset
+
+    if cutoff_len is None:
+        raise ConfigError("packing: needs cutoff_len (the block length)")
+    return pack_dataset(dataset, cutoff_len)
+
+
+def make_collator(tokenizer: Any, packing: bool = False) -> Any:
+    """The encoding module's collator: pads input_ids/labels (-100) and builds the attention mask."""
+    try:
+        from glmtune.data.collate import make_collator as _make
+    except ImportError:  # TEMPORARY until the encoding module lands
+        from glmtune.train._fallback import make_collator as _make
+
+    return _make(tokenizer, packing=packing)

@@ -1,0 +1,213 @@
+"""``run(cfg)``: the whole ``glmtune train`` pipeline, from config to saved weights and loss.png.
+
+config -> model folder (builtin or path) -> family -> tokenizer -> method -> model (+ method.apply)
+-> tokenized datasets -> :class:`GlmTrainer` -> train (or resume) -> method.save + tokenizer +
+resolved config -> loss.png -> final eval and sample answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from glmtune.config import to_dict
+from glmtune.errors import ConfigError
+from glmtune.train import data as train_data
+from glmtune.train.callbacks import LOG_NAME, JsonlLogCallback
+from glmtune.train.config import TrainConfig
+from glmtune.train.plot import plot_loss
+from glmtune.train.precision import resolve_precision
+from glmtune.train.trainer import GlmTrainer, clean_staging, last_checkpoint
+from glmtune.utils.io import atomic_open
+
+log = logging.getLogger("glmtune.train")
+CONFIG_NAME = "glmtune_train_config.yaml"
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (also what tests look at)."""
+
+    output_dir: Path
+    global_step: int
+    train_loss: float | None
+    eval_before: float | None = None
+    eval_after: float | None = None
+    samples: list[tuple[str, str]] = field(default_factory=list)
+
+
+def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
+    """``auto`` -> newest checkpoint in output_dir (None when there is none); a path must exist."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = last_checkpoint(output_dir)
+        if found is None:
+            log.info("resume=auto: no checkpoint in %s, starting from scratch", output_dir)
+        return str(found) if found else None
+    if not (Path(resume) / "trainer_state.json").is_file():
+        raise ConfigError(f"resume: {resume} is not a checkpoint folder (no trainer_state.json)")
+    return resume
+
+
+def training_arguments(cfg: TrainConfig, precision: Any, has_eval: bool) -> Any:
+    """transformers ``TrainingArguments`` mapped from the config."""
+    from transformers import TrainingArguments
+
+    report_to = [r for r in cfg.report_to if r != "none"] or "none"
+    eval_steps = cfg.eval_steps or cfg.save_steps
+    return TrainingArguments(
+        output_dir=cfg.output_dir,
+        max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
+        num_train_epochs=cfg.num_epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type=cfg.lr_scheduler,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        fp16=precision.fp16,
+        bf16=precision.bf16,
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,  # the NaN guard must see a NaN, not a filtered mean
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps if has_eval else None,
+        report_to=report_to,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
+        length_column_name="length",
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        deepspeed=cfg.deepspeed,
+        gradient_checkpointing=False,  # the method enables it (it knows about frozen inputs)
+    )
+
+
+def load_everything(cfg: TrainConfig) -> tuple[Any, Any, Any, str, Any]:
+    """(model, tokenizer, method, family, precision) ready for training."""
+    import glmtune
+    from glmtune.methods import get_method
+    from glmtune.models.tiny import resolve_model_path
+
+    model_path = resolve_model_path(cfg.model)
+    family = cfg.family or glmtune.detect_family(model_path)
+    cfg.family = family
+    method = get_method(cfg.method)
+    precision = resolve_precision(cfg.precision, cfg.method)
+    tokenizer = glmtune.load_tokenizer(model_path, family=family)
+    kwargs: dict[str, Any] = {"dtype": precision.load_dtype, **method.model_load_kwargs(cfg)}
+    if cfg.rope_scaling is not None:
+        kwargs["rope_scaling"] = {"type": cfg.rope_scaling.type, "factor": cfg.rope_scaling.factor}
+    kwargs.setdefault("attn_implementation", cfg.attn_implementation)
+    model = glmtune.load_model(model_path, family=family, **kwargs)
+    model = method.apply(model, cfg)
+    log.info("method %s: %s", cfg.method, method.trainable_summary(model))
+    return model, tokenizer, method, family, precision
+
+
+def build_datasets(cfg: TrainConfig, tokenizer: Any, family: str) -> tuple[Any, Any, str]:
+    """(train dataset, eval dataset or None, template name)."""
+    from glmtune.models.families import get_family
+
+    template = cfg.template or get_family(resolve_model_dir(cfg), family).default_template
+    out = Path(cfg.output_dir)
+    cache = out / "data"
+    train_paths = train_data.prepare_inputs(cfg.data_paths, "data", cfg.data_format, cache)
+    train = train_data.tokenize(cfg, tokenizer, train_paths, template, cache / "tokenized")
+    dev = None
+    if cfg.eval_paths:
+        eval_paths = train_data.prepare_inputs(cfg.eval_paths, "eval_data", cfg.data_format, cache)
+        dev = train_data.tokenize(cfg, tokenizer, eval_paths, template, cache / "tokenized")
+    elif cfg.val_size:
+        train, dev = train_data.split_val(train, cfg.val_size, cfg.seed)
+    if cfg.packing:
+        train = train_data.pack(train, cfg.cutoff_len)
+    return train, dev, template
+
+
+def resolve_model_dir(cfg: TrainConfig) -> Path:
+    from glmtune.models.tiny import resolve_model_path
+
+    return resolve_model_path(cfg.model)
+
+
+def save_outputs(cfg: TrainConfig, trainer: Any, method: Any, tokenizer: Any) -> None:
+    """Weights/adapter (method's format), tokenizer and the resolved config, written by the main process."""
+    out = Path(cfg.output_dir)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_deepspeed_enabled:
+        trainer.save_model(str(out / "deepspeed_weights"))  # gathers ZeRO-3 shards
+    if trainer.args.should_save:
+        method.save(model, out, tokenizer)
+        tokenizer.save_pretrained(str(out))
+        with atomic_open(out / CONFIG_NAME) as fh:
+            yaml.safe_dump(to_dict(cfg), fh, allow_unicode=True, sort_keys=False)
+    trainer.accelerator.wait_for_everyone()
+
+
+def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
+    """Train according to ``cfg``; see the module docstring for the steps."""
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    state = PartialState()
+    out = Path(cfg.output_dir)
+    resume = resolve_resume(cfg.resume, out)
+    with state.main_process_first():  # build the tiny base / convert / tokenize once
+        if state.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            clean_staging(out)
+            if resume is None and (out / LOG_NAME).exists():
+                (out / LOG_NAME).unlink()  # a fresh run starts a fresh log
+        set_seed(cfg.seed)
+        model, tokenizer, method, family, precision = load_everything(cfg)
+        train_ds, eval_ds, template = build_datasets(cfg, tokenizer, family)
+    log.info("data: %d train examples, %s eval examples, template %s", len(train_ds),
+             len(eval_ds) if eval_ds is not None else 0, template)  # fmt: skip
+    jsonl = JsonlLogCallback(out)
+    trainer = GlmTrainer(
+        model=model,
+        args=training_arguments(cfg, precision, eval_ds is not None),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=train_data.make_collator(tokenizer, packing=cfg.packing),
+        callbacks=[jsonl, *(callbacks or [])],
+        chunked_loss=cfg.chunked_loss,
+    )
+    jsonl.trainer = trainer
+    result = RunResult(output_dir=out, global_step=0, train_loss=None)
+    if cfg.eval_before and eval_ds is not None:
+        result.eval_before = trainer.evaluate(metric_key_prefix="eval_before")["eval_before_loss"]
+    output = trainer.train(resume_from_checkpoint=resume)
+    result.global_step, result.train_loss = output.global_step, output.training_loss
+    save_outputs(cfg, trainer, method, tokenizer)
+    if eval_ds is not None:
+        result.eval_after = trainer.evaluate()["eval_loss"]
+    if state.is_main_process:
+        plot_loss(out / LOG_NAME, out / "loss.png", title=f"glmtune train: {cfg.method} on {Path(cfg.model).name}")
+        if result.eval_before is not None and result.eval_after is not None:
+            print(f"eval loss: before {result.eval_before:.4f} -> after {result.eval_after:.4f}"
+                  f" (perplexity {math.exp(min(result.eval_before, 50)):.1f} -> {math.exp(min(result.eval_after, 50)):.1f})")  # fmt: skip
+        if cfg.sample_prompts:
+            from glmtune.train.sample import answer_prompts
+
+            result.samples = answer_prompts(trainer.accelerator.unwrap_model(trainer.model), tokenizer,
+                                            cfg.sample_prompts, template, cfg.max_new_tokens)  # fmt: skip
+            for prompt, answer in result.samples:
+                print(f"sample: {prompt!r} -> {answer!r}")
+    return result
