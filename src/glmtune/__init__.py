@@ -15,6 +15,8 @@ _LAZY: dict[str, str] = {
     "load_tokenizer": "glmtune.models.loading",
     "load_model": "glmtune.models.loading",
     "detect_family": "glmtune.models.loading",
+    "encode": "glmtune.data.encode",
+    "build_chat_input": "glmtune.data.encode",
 }
 
 
