@@ -69,6 +69,9 @@ def detect_family(path: str | Path) -> str:
     """Name of the family that owns checkpoint folder ``path``, from its config files."""
     _register_builtin()
     config, tok_config = read_folder_configs(path)
+    saved = tok_config.get("glmtune_family")  # written by glmtune's own tokenizers' save_pretrained
+    if isinstance(saved, str) and saved in FAMILIES:
+        return saved
     for _, family in sorted(FAMILIES.items(), key=lambda kv: -kv[1].priority):
         if family.detect(config, tok_config):
             return family.name
