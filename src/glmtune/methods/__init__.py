@@ -1,22 +1,21 @@
 """Tuning methods (``lora``, ``qlora``, ``freeze``, ``ptuning``, ``full``) behind one registry.
 
 ``get_method(cfg.method)`` returns a fresh :class:`TuningMethod`; see ``base.py`` for the contract.
-The config dataclasses (``LoraConfig`` ...) import without torch, so config parsing stays light.
+Nothing here imports torch or peft at import time, so config parsing stays light.
 """
 
 from __future__ import annotations
 
-from glmtune.methods.base import TuningMethod
+from glmtune.methods.base import METHODS, TuningMethod
 from glmtune.methods.freeze import FreezeConfig
+from glmtune.methods.full import FullMethod
 from glmtune.methods.lora import LoraConfig
 from glmtune.methods.ptuning import PTuningConfig
 from glmtune.methods.qlora import QLoraConfig
-from glmtune.registry import Registry
-
-METHODS: Registry[type[TuningMethod]] = Registry("tuning method")
 
 __all__ = [
-    "METHODS", "FreezeConfig", "LoraConfig", "PTuningConfig", "QLoraConfig", "TuningMethod", "get_method",
+    "METHODS", "FreezeConfig", "FullMethod", "LoraConfig", "PTuningConfig", "QLoraConfig", "TuningMethod",
+    "get_method",
 ]
 
 

@@ -7,13 +7,24 @@ surface tiny means a new method is one module plus one ``@METHODS.register`` lin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from glmtune.errors import GlmtuneError
+from glmtune.registry import Registry
+from glmtune.utils.io import atomic_dir
+
+log = logging.getLogger("glmtune.methods")
 
 ADAPTER_INFO = "glmtune_adapter.json"  # small note beside saved adapters: method, family, base model
+INFO_ATTR = "_glmtune_method_info"  # set on the model by apply(), read back by save()
 
 
 class TuningMethod:
@@ -43,6 +54,10 @@ class TuningMethod:
         return f"trainable {human_count(trainable)} / {human_count(total)} ({pct:.2f}%)"
 
 
+# name -> TuningMethod subclass; ``glmtune.methods.get_method(name)`` instantiates one
+METHODS: Registry[type[TuningMethod]] = Registry("tuning method")
+
+
 def count_parameters(model: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts; 4-bit packed weights count as their logical size."""
     trainable = total = 0
@@ -70,20 +85,83 @@ def freeze_all(model: Any) -> None:
 
 def enable_gradient_checkpointing(model: Any, frozen_base: bool) -> None:
     """Non-reentrant checkpointing; with a frozen base the inputs must require grad for peft/prefix."""
-    if not hasattr(model, "gradient_checkpointing_enable"):
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
         raise GlmtuneError(f"{type(model).__name__} does not support gradient checkpointing")
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if frozen_base and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()
     if getattr(model, "config", None) is not None:
         model.config.use_cache = False  # the cache is useless (and warned about) while checkpointing
 
 
-def write_adapter_info(folder: Path, method: str, cfg: Any = None, model: Any = None, **extra: Any) -> None:
-    """Record which method/family/base produced ``folder`` so later tools need no guessing."""
+def is_quantized(model: Any) -> bool:
+    """True for a bitsandbytes 4/8-bit model (such weights cannot be trained directly)."""
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        return True
+    return any(type(p).__name__ in ("Params4bit", "Int8Params") for p in model.parameters())
+
+
+def upcast_fp16_params(model: Any, method: str, only_trainable: bool) -> int:
+    """Give fp16 weights that will be trained a float32 master copy; returns how many were upcast.
+
+    fp16 gradients on a ``.half()`` model underflow and the AMP grad scaler refuses them, so trained
+    fp16 weights become float32 (the trainer's fp16 autocast still computes in half). bf16 is left alone.
+    """
+    import torch
+
+    upcast = 0
+    for param in model.parameters():
+        if param.dtype == torch.float16 and (param.requires_grad or not only_trainable):
+            param.data = param.data.float()
+            upcast += 1
+    if upcast:
+        log.warning("%s: %d fp16 tensors upcast to float32 master weights (load in bf16 to avoid this)",
+                    method, upcast)
+    return upcast
+
+
+def remember(model: Any, method: str, cfg: Any) -> None:
+    """Note method, family and base model on the model so ``save`` can write them without ``cfg``."""
     base = getattr(cfg, "model", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    info = {"method": method, "family": getattr(cfg, "family", None), "base_model": base or None, **extra}
+    info = {"method": method, "family": getattr(cfg, "family", None), "base_model": str(base) if base else None}
+    object.__setattr__(model, INFO_ATTR, info)
+
+
+def write_adapter_info(folder: Path, model: Any, method: str, **extra: Any) -> None:
+    """Record which method/family/base produced ``folder`` so later tools need no guessing."""
+    info = {"method": method, "family": None, "base_model": None, **getattr(model, INFO_ATTR, {}), **extra}
+    info["method"] = method
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def output_folder(output_dir: str | Path) -> Iterator[Path]:
+    """A temp folder whose files land in ``output_dir`` only if the block succeeds.
+
+    A new ``output_dir`` appears in one rename (``atomic_dir``). An existing one (a run folder with
+    logs and checkpoints) is kept: each written file is renamed into it, replacing its old version.
+    """
+    out = Path(output_dir)
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        with atomic_dir(out) as tmp:
+            yield tmp
+        return
+    if not out.is_dir():
+        raise GlmtuneError(f"output_dir {out} exists and is not a folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        for entry in sorted(tmp.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_adapter_info(folder: str | Path) -> dict[str, Any]:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from glmtune.errors import ConfigError
-from glmtune.methods.base import TuningMethod
+from glmtune.errors import ConfigError, GlmtuneError
+from glmtune.methods.base import (
+    METHODS,
+    TuningMethod,
+    enable_gradient_checkpointing,
+    freeze_all,
+    output_folder,
+    remember,
+    write_adapter_info,
+)
+from glmtune.methods.targets import resolve_targets
 
 
 @dataclass
@@ -36,8 +47,73 @@ class LoraConfig:
             raise ConfigError("lora.modules_to_save must not be empty (leave it unset for none)")
 
 
+def read_lora_config(folder: str | Path) -> dict[str, Any]:
+    """The folder's ``adapter_config.json`` if it holds a peft LoRA adapter, else ``{}``."""
+    path = Path(folder) / "adapter_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def wrap_with_lora(model: Any, cfg: Any) -> Any:
+    """Freeze the base and wrap it in a peft LoRA model (new, or continued from ``cfg.adapter``)."""
+    import peft
+
+    freeze_all(model)
+    adapter = getattr(cfg, "adapter", None)
+    if adapter:
+        found = read_lora_config(adapter)
+        if not found:
+            raise ConfigError(
+                f"adapter: {adapter} holds no LoRA adapter (no adapter_config.json); "
+                "a P-Tuning folder continues with method: ptuning"
+            )
+        if str(found.get("peft_type", "LORA")).upper() != "LORA":
+            raise ConfigError(f"adapter: {adapter} is a peft {found.get('peft_type')} adapter, not LoRA")
+        # the saved adapter's rank/targets win over the lora: block when continuing
+        return peft.PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    block: LoraConfig = getattr(cfg, "lora", None) or LoraConfig()
+    targets = resolve_targets(model, block.target_modules, getattr(cfg, "family", None))
+    peft_config = peft.LoraConfig(
+        r=block.r,
+        lora_alpha=block.alpha,
+        lora_dropout=block.dropout,
+        target_modules=targets,
+        modules_to_save=block.modules_to_save,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(model, peft_config)
+
+
+def save_peft(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None) -> None:
+    """adapter_model.safetensors + adapter_config.json + glmtune_adapter.json, written atomically."""
+    if not hasattr(model, "peft_config"):
+        raise GlmtuneError(f"{method}.save expects the peft model returned by apply(), got {type(model).__name__}")
+    with output_folder(output_dir) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        write_adapter_info(tmp, model, method)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+
+@METHODS.register("lora")
 class LoraMethod(TuningMethod):
+    """Low-rank adapters on the attention projections (by default); the base model stays frozen."""
+
     name = "lora"
 
     def apply(self, model: Any, cfg: Any) -> Any:
-        raise NotImplementedError
+        remember(model, self.name, cfg)
+        if getattr(cfg, "gradient_checkpointing", False):
+            enable_gradient_checkpointing(model, frozen_base=True)
+        wrapped = wrap_with_lora(model, cfg)
+        remember(wrapped, self.name, cfg)
+        return wrapped
+
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
+        save_peft(model, output_dir, self.name, tokenizer)

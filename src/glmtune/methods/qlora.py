@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from glmtune.errors import ConfigError
+from glmtune.errors import ConfigError, GlmtuneError
+from glmtune.methods.base import METHODS, TuningMethod, enable_gradient_checkpointing, is_quantized, remember
+from glmtune.methods.lora import save_peft, wrap_with_lora
 
 
 @dataclass
@@ -21,3 +24,54 @@ class QLoraConfig:
             raise ConfigError(f"qlora.bits must be 4 or 8, got {self.bits}")
         if self.quant_type not in ("nf4", "fp4"):
             raise ConfigError(f"qlora.quant_type must be 'nf4' or 'fp4', got {self.quant_type!r}")
+
+
+def quantization_kwargs(block: QLoraConfig) -> dict[str, Any]:
+    """``load_model`` kwargs for the block; its 4-bit mode is fixed to NF4 with double quantisation."""
+    if block.bits == 8:
+        return {"quantization": "8bit"}
+    if block.quant_type != "nf4" or not block.double_quant:
+        # glmtune.load_model's "4bit" (models/quantization.py) is NF4 + double quantisation only;
+        # refusing beats silently training with settings other than the ones asked for
+        raise ConfigError(
+            f"qlora.quant_type={block.quant_type!r} / qlora.double_quant={block.double_quant} are not "
+            "supported by glmtune.load_model yet (4-bit is NF4 with double quantisation); use the defaults"
+        )
+    return {"quantization": "4bit"}
+
+
+@METHODS.register("qlora")
+class QLoraMethod(TuningMethod):
+    """LoRA on a bitsandbytes-quantised frozen base, after peft's k-bit preparation."""
+
+    name = "qlora"
+
+    def model_load_kwargs(self, cfg: Any) -> dict[str, Any]:
+        return quantization_kwargs(getattr(cfg, "qlora", None) or QLoraConfig())
+
+    def apply(self, model: Any, cfg: Any) -> Any:
+        import peft
+
+        if not is_quantized(model):
+            raise GlmtuneError(
+                "qlora needs a model loaded with quantization (pass method.model_load_kwargs(cfg) to "
+                "glmtune.load_model); for an unquantised model use method lora"
+            )
+        remember(model, self.name, cfg)
+        checkpointing = bool(getattr(cfg, "gradient_checkpointing", False))
+        # freezes the base, upcasts fp16/bf16 norms and embeddings to float32, and (optionally) enables
+        # gradient checkpointing with inputs that require grad
+        model = peft.prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        )
+        if checkpointing:
+            enable_gradient_checkpointing(model, frozen_base=True)
+        wrapped = wrap_with_lora(model, cfg)
+        remember(wrapped, self.name, cfg)
+        return wrapped
+
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
+        """Only the LoRA adapter (the quantised base is never written)."""
+        save_peft(model, output_dir, self.name, tokenizer)

@@ -1,0 +1,52 @@
+"""Full fine-tuning: every weight is trained, with float32 (or bf16) master weights, never fp16."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from glmtune.errors import ConfigError, GlmtuneError
+from glmtune.methods.base import (
+    METHODS,
+    TuningMethod,
+    enable_gradient_checkpointing,
+    is_quantized,
+    output_folder,
+    remember,
+    upcast_fp16_params,
+    write_adapter_info,
+)
+
+
+def save_full_model(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None) -> None:
+    """``save_pretrained`` (safetensors) of the whole model, plus the tokenizer, atomically."""
+    if not hasattr(model, "save_pretrained"):
+        raise GlmtuneError(f"{method}.save: {type(model).__name__} has no save_pretrained")
+    with output_folder(output_dir) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        write_adapter_info(tmp, model, method)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+
+@METHODS.register("full")
+class FullMethod(TuningMethod):
+    """All parameters trainable. An fp16 model is upcast to float32 first (fp16 grads are unusable)."""
+
+    name = "full"
+
+    def apply(self, model: Any, cfg: Any) -> Any:
+        if getattr(cfg, "adapter", None):
+            raise ConfigError("adapter: full fine-tuning cannot continue from an adapter; use method lora/ptuning")
+        if is_quantized(model):
+            raise GlmtuneError("full: a 4/8-bit quantised model cannot be trained in full; use method qlora")
+        remember(model, self.name, cfg)
+        upcast_fp16_params(model, self.name, only_trainable=False)
+        for param in model.parameters():
+            param.requires_grad_(True)
+        if getattr(cfg, "gradient_checkpointing", False):
+            enable_gradient_checkpointing(model, frozen_base=False)
+        return model
+
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
+        save_full_model(model, output_dir, self.name, tokenizer)
