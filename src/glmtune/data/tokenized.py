@@ -1,0 +1,239 @@
+"""Converted JSONL -> a cached, fingerprinted ``datasets`` Arrow folder of training examples.
+
+The folder (``save_to_disk`` layout plus ``glmtune_tokenized.json``) holds ``input_ids``, ``labels``
+and ``length``. Its fingerprint covers the data files' contents, the tokenizer files, the template,
+the encoding options and the glmtune version, so ``train`` reuses it and never re-tokenizes
+unchanged data. Encoding runs in forked worker processes that inherit the tokenizer (no pickling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glmtune.data.encode import encode_conversation
+from glmtune.data.records import read_records
+from glmtune.data.templates import EncodeOptions, Template, resolve_template
+from glmtune.errors import DataError, GlmtuneError
+from glmtune.utils.io import atomic_dir, atomic_open
+
+log = logging.getLogger("glmtune.data")
+META_FILE = "glmtune_tokenized.json"
+FORMAT_VERSION = 1
+_CHUNK = 256
+_WORKER: dict[str, Any] = {}
+
+
+@dataclass
+class TokenizeReport:
+    """What tokenizing did: counts, truncation and the token-length distribution."""
+
+    fingerprint: str
+    path: str | None = None
+    reused: bool = False
+    conversations: int = 0
+    examples: int = 0
+    truncated: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    lengths: dict[str, float] = field(default_factory=dict)
+    histogram: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        head = "reused tokenized data" if self.reused else f"tokenized {self.conversations} conversations"
+        lines = [
+            f"{head} ({self.path or 'in memory'}, fingerprint {self.fingerprint[:12]}): "
+            f"{self.examples} examples, {self.truncated} truncated, {self.dropped} dropped "
+            f"(nothing left to learn after truncation)" + ("" if self.reused else f", {self.seconds:.1f}s"),
+        ]
+        if self.lengths:
+            stats = ", ".join(f"{k} {v:g}" for k, v in self.lengths.items())
+            lines.append(f"token lengths: {stats}")
+            width = max(map(len, self.histogram), default=0)
+            total = max(sum(self.histogram.values()), 1)
+            for bucket, n in self.histogram.items():
+                lines.append(f"  {bucket:>{width}} | {'#' * round(40 * n / total):<40} {n}")
+        return "\n".join(lines)
+
+
+def _hash_file(path: Path, h: Any) -> None:
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Hash of the tokenizer's own files (or its class, vocabulary size and special ids)."""
+    h = hashlib.sha256(type(tokenizer).__name__.encode())
+    folder = Path(str(getattr(tokenizer, "name_or_path", "") or ""))
+    names = ("tokenizer.model", "ice_text.model", "tokenizer.json", "tokenizer_config.json", "vocab.json",
+             "merges.txt", "special_tokens_map.json", "chat_template.jinja")
+    found = [folder / n for n in names if folder.is_dir() and (folder / n).is_file()]
+    for path in found:
+        h.update(path.name.encode())
+        _hash_file(path, h)
+    h.update(json.dumps([len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id,
+                         str(getattr(tokenizer, "chat_template", None))]).encode())
+    return h.hexdigest()
+
+
+def fingerprint(tokenizer: Any, data_paths: Sequence[str | Path], template: str, options: EncodeOptions) -> str:
+    from glmtune import __version__
+
+    h = hashlib.sha256(json.dumps([FORMAT_VERSION, __version__, template, options.key()], sort_keys=True).encode())
+    h.update(tokenizer_fingerprint(tokenizer).encode())
+    for path in data_paths:
+        _hash_file(Path(path), h)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _encode_chunk(chunk: list[tuple[str, dict[str, Any]]]) -> tuple[list[list[int]], list[list[int]], int, int]:
+    tok, tpl, opts = _WORKER["tokenizer"], _WORKER["template"], _WORKER["options"]
+    ids, labels, truncated, dropped = [], [], 0, 0
+    for where, record in chunk:
+        try:
+            enc = encode_conversation(tok, record["messages"], tpl, opts)
+        except GlmtuneError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        truncated += enc.truncated
+        dropped += enc.dropped
+        for ex in enc.examples:
+            ids.append(ex["input_ids"])
+            labels.append(ex["labels"])
+    return ids, labels, truncated, dropped
+
+
+def _length_stats(lengths: list[int]) -> tuple[dict[str, float], dict[str, int]]:
+    if not lengths:
+        return {}, {}
+    s = sorted(lengths)
+
+    def pct(p: float) -> int:
+        return s[min(len(s) - 1, int(p * len(s)))]
+
+    stats = {"min": s[0], "mean": round(sum(s) / len(s), 1), "p50": pct(0.5), "p90": pct(0.9),
+             "p99": pct(0.99), "max": s[-1]}
+    hist: dict[str, int] = {}
+    lo = 1
+    while lo <= s[-1]:
+        n = sum(1 for x in s if lo <= x < lo * 2)
+        if n:
+            hist[f"{lo}-{lo * 2 - 1}"] = n
+        lo *= 2
+    return stats, hist
+
+
+def _run(chunks: list[list[tuple[str, dict[str, Any]]]], num_proc: int, progress: bool, total: int) -> list[Any]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="conv", desc="tokenizing", disable=not progress)
+    results = []
+    try:
+        if num_proc > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(num_proc) as pool:
+                for chunk, res in zip(chunks, pool.imap(_encode_chunk, chunks)):
+                    results.append(res)
+                    bar.update(len(chunk))
+        else:
+            for chunk in chunks:
+                results.append(_encode_chunk(chunk))
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+    return results
+
+
+def is_tokenized_dir(path: str | Path) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def load_tokenized(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """A tokenized folder's dataset and its ``glmtune_tokenized.json`` metadata."""
+    import datasets
+
+    path = Path(path)
+    if not is_tokenized_dir(path):
+        raise DataError(f"{path}: not a glmtune tokenized folder (no {META_FILE}); run 'glmtune tokenize'")
+    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    return datasets.load_from_disk(str(path)), meta
+
+
+def build_tokenized_dataset(
+    tokenizer: Any,
+    data_paths: str | Path | Sequence[str | Path],
+    template: str | Template | None = None,
+    options: EncodeOptions | None = None,
+    cache_dir: str | Path | None = None,
+    num_proc: int = 2,
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[Any, TokenizeReport]:
+    """Encode converted JSONL files into a ``datasets.Dataset`` (``input_ids``, ``labels``, ``length``).
+
+    ``data_paths`` may also be one tokenized folder, which is loaded as is. The result is saved to
+    ``output_dir``, or to ``cache_dir/<fingerprint>``; an existing folder with the same fingerprint
+    is reused without tokenizing (``report.reused``).
+    """
+    import datasets
+
+    paths = [Path(p) for p in ([data_paths] if isinstance(data_paths, (str, Path)) else data_paths)]
+    if not paths:
+        raise DataError("no data files given")
+    if any(is_tokenized_dir(p) for p in paths):
+        if len(paths) != 1:
+            raise DataError("a tokenized folder cannot be mixed with other data files")
+        dataset, meta = load_tokenized(paths[0])
+        return dataset, TokenizeReport(**{**meta["report"], "path": str(paths[0]), "reused": True})
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"{p}: no such file")
+    opts = options or EncodeOptions()
+    tpl = resolve_template(tokenizer, template)
+    fp = fingerprint(tokenizer, paths, tpl.name, opts)
+    target = Path(output_dir) if output_dir else (Path(cache_dir) / fp[:20] if cache_dir else None)
+    if target is not None and is_tokenized_dir(target):
+        dataset, meta = load_tokenized(target)
+        if meta.get("fingerprint") == fp:
+            return dataset, TokenizeReport(**{**meta["report"], "path": str(target), "reused": True})
+
+    start = time.perf_counter()
+    rows = [(f"{p}: record {i + 1}", rec) for p in paths for i, rec in enumerate(read_records(p))]
+    chunks = [rows[i: i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+    _WORKER.update(tokenizer=tokenizer, template=tpl, options=opts)
+    try:
+        results = _run(chunks, max(1, num_proc), progress, len(rows))
+    finally:
+        _WORKER.clear()
+    ids = [x for r in results for x in r[0]]
+    labels = [x for r in results for x in r[1]]
+    lengths = [len(x) for x in ids]
+    stats, hist = _length_stats(lengths)
+    report = TokenizeReport(
+        fingerprint=fp, path=str(target) if target else None, conversations=len(rows), examples=len(ids),
+        truncated=sum(r[2] for r in results), dropped=sum(r[3] for r in results),
+        seconds=round(time.perf_counter() - start, 3), lengths=stats, histogram=hist,
+    )
+    features = datasets.Features({
+        "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "labels": datasets.Sequence(datasets.Value("int32")),
+        "length": datasets.Value("int32"),
+    })
+    dataset = datasets.Dataset.from_dict({"input_ids": ids, "labels": labels, "length": lengths}, features=features)
+    if target is None:
+        return dataset, report
+    meta = {"fingerprint": fp, "format_version": FORMAT_VERSION, "template": tpl.name, "options": opts.key(),
+            "data_files": [str(p) for p in paths], "report": {k: v for k, v in asdict(report).items()
+                                                              if k not in ("path", "reused")}}
+    with atomic_dir(target) as tmp:
+        dataset.save_to_disk(str(tmp))
+        with atomic_open(tmp / META_FILE) as fh:
+            json.dump(meta, fh, ensure_ascii=False, indent=1)
+    return datasets.load_from_disk(str(target)), report
