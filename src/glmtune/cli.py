@@ -16,6 +16,7 @@ from glmtune.errors import GlmtuneError
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("glmtune.data.convert:main", "convert datasets to glmtune's JSONL messages records"),
     "stats": ("glmtune.data.stats:main", "turns and text length distribution of a converted JSONL file"),
+    "tokenize": ("glmtune.data.tokenize_cmd:main", "encode converted JSONL into a cached tokenized folder for train"),
     "info": ("glmtune.models.info:main", "family, size, dtype, vocab, special ids, context length of a checkpoint"),
     "export": ("glmtune.models.export:main", "write a ChatGLM2/3 checkpoint as a transformers Glm or THUDM checkpoint"),
     "train": ("glmtune.train.cli:main", "fine-tune a model: glmtune train CONFIG.yaml [key=value ...]"),
