@@ -181,3 +181,21 @@ def test_model_file_path_is_accepted(reference: Path) -> None:
     tok = chatglm2.load_tokenizer_v3(reference / "tokenizers" / "chatglm2" / "tokenizer.model")
     assert type(tok).__name__ == "ChatGLM3Tokenizer" and tok.encode("你好") == [64790, 64792, 36474, 54591]
     assert np.array_equal(tok(["你好"], return_tensors="np")["position_ids"], [[0, 1, 2, 3]])
+
+
+@pytest.mark.parametrize("gen", ("chatglm", "chatglm3"))
+def test_pickle_and_class_from_pretrained(reference: Path, gen: str, tmp_path: Path) -> None:
+    """datasets.map / DataLoader workers pickle the tokenizer; from_pretrained of our class reads a save."""
+    import pickle
+
+    from glmtune.models.tokenization import ChatGLM3Tokenizer, ChatGLMTokenizer
+
+    tok = _load(reference, gen)
+    text = "a <sop> b\n  c <|user|>"
+    clone = pickle.loads(pickle.dumps(tok))
+    assert clone.encode(text) == tok.encode(text) and len(clone) == len(tok)
+    tok.save_pretrained(tmp_path)
+    cls = ChatGLMTokenizer if gen == "chatglm" else ChatGLM3Tokenizer
+    again = cls.from_pretrained(tmp_path)
+    assert again.encode(text) == tok.encode(text)
+    assert again.decode(tok.encode(text)) == tok.decode(tok.encode(text))

@@ -75,6 +75,12 @@ class SentencePieceFileMixin:
     sp: spm.SentencePieceProcessor
     vocab_files_names: dict[str, str]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the piece -> id cache is rebuilt on demand: keeps pickles (datasets.map, DataLoader workers) small
+        state = self.__dict__.copy()
+        state["_vocab"] = None
+        return state
+
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
         if not os.path.isdir(save_directory):
             raise GlmtuneError(f"cannot save the tokenizer: {save_directory} is not a folder")
