@@ -17,3 +17,9 @@ def is_thudm_chatglm(config: dict[str, Any]) -> bool:
 
 def is_v1(config: dict[str, Any]) -> bool:
     return is_thudm_chatglm(config) and ("position_encoding_2d" in config or "inner_hidden_size" in config)
+
+
+def recorded_family(config: dict[str, Any]) -> str | None:
+    """The family glmtune recorded in a converted checkpoint's config (``config.glmtune.family``)."""
+    record = config.get("glmtune")
+    return record.get("family") if isinstance(record, dict) else None

@@ -1,10 +1,12 @@
 """ChatGLM3-6B: ChatGLM2's architecture plus role tokens and rope_ratio (RoPE base multiplier)."""
 
 from glmtune.models.families import FAMILIES, Family
-from glmtune.models.family._detect import is_thudm_chatglm, is_v1, names
+from glmtune.models.family._detect import is_thudm_chatglm, is_v1, names, recorded_family
 
 
 def _detect(config: dict, tok: dict) -> bool:
+    if recorded_family(config) == "chatglm3":  # exported by `glmtune export --to hf`
+        return True
     if not is_thudm_chatglm(config) or is_v1(config):
         return False
     hub = names(config, tok)

@@ -1,0 +1,123 @@
+"""``glmtune export``: write a ChatGLM2/3 checkpoint in another layout.
+
+``--to hf``      a standard transformers Glm checkpoint (sharded safetensors, ``model_type: glm``,
+                 generation_config, tokenizer files) that plain ``AutoModelForCausalLM`` loads
+                 without glmtune; ``config.glmtune`` keeps the family so glmtune still uses the
+                 ChatGLM2/3 prompt format for it.
+``--to chatglm`` the original THUDM layout (fused ``query_key_value``, ``transformer.*`` names,
+                 ``rotary_pos_emb.inv_freq`` re-added, THUDM ``config.json``), for tools expecting it.
+Both are written atomically (temp folder, then rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from glmtune.errors import GlmtuneError
+
+TOKENIZER_FILES = ("tokenizer.model", "ice_text.model", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.json", "added_tokens.json")
+
+
+def _load(path: Path, dtype: Any) -> tuple[Any, str]:
+    from glmtune.models.families import detect_family
+    from glmtune.models.glm_mapping.loading import load_model
+
+    family = detect_family(path)
+    if family not in ("chatglm2", "chatglm3"):
+        raise GlmtuneError(f"{path} is a {family} checkpoint; export handles ChatGLM2/3 checkpoints")
+    return load_model(path, dtype=dtype or _stored_dtype(path)), family
+
+
+def _stored_dtype(path: Path) -> str:
+    from glmtune.models.families import read_folder_configs
+
+    config, _ = read_folder_configs(path)
+    return str(config.get("torch_dtype") or config.get("dtype") or "float32")
+
+
+def _write_tokenizer(src: Path, dst: Path, via_glmtune: bool) -> str:
+    """Tokenizer files for the export; returns a one-line note of what was done."""
+    if via_glmtune and any((src / n).is_file() for n in ("tokenizer.model", "tokenizer_config.json")):
+        from glmtune.models.loading import load_tokenizer
+
+        try:
+            load_tokenizer(src).save_pretrained(str(dst))
+            return "tokenizer saved"
+        except (GlmtuneError, ImportError, OSError, ValueError) as exc:
+            note = f"tokenizer not re-saved ({exc}); copied its files"
+    else:
+        note = "tokenizer files copied"
+    copied = [n for n in TOKENIZER_FILES if (src / n).is_file()]
+    for name in copied:
+        shutil.copy2(src / name, dst / name)
+    return note if copied else "no tokenizer files to write"
+
+
+def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None) -> Path:
+    """Write ``model_path`` (ChatGLM2/3) as a transformers Glm checkpoint folder ``out``."""
+    from glmtune.utils.io import atomic_dir
+
+    src = Path(model_path)
+    model, _ = _load(src, dtype)
+    if getattr(model, "prefix_encoder", None) is not None:
+        raise GlmtuneError("this checkpoint carries a P-Tuning prefix; plain GlmForCausalLM cannot hold it")
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), max_shard_size=shard_size)
+        _write_tokenizer(src, tmp, via_glmtune=True)
+    return Path(out)
+
+
+def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None) -> Path:
+    """Write ``model_path`` (THUDM or exported Glm layout) back in the THUDM ChatGLM2/3 layout."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    from glmtune.models.glm_mapping.config_map import to_chatglm_config
+    from glmtune.models.glm_mapping.state_map import to_chatglm
+    from glmtune.utils.io import atomic_dir
+
+    src = Path(model_path)
+    model, _ = _load(src, dtype)
+    if getattr(model, "prefix_encoder", None) is not None:
+        raise GlmtuneError("this checkpoint carries a P-Tuning prefix; save it with save_ptuning instead")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    thudm = to_chatglm(state, model.config)
+    del state
+    dtype_name = str(next(iter(thudm.values())).dtype).replace("torch.", "")
+    cfg = to_chatglm_config(model.config, dtype_name)
+    split = split_torch_state_dict_into_shards(thudm, filename_pattern="model{suffix}.safetensors",
+                                               max_shard_size=shard_size)
+    with atomic_dir(out) as tmp:
+        for filename, keys in split.filename_to_tensors.items():
+            save_file({k: thudm[k] for k in keys}, str(tmp / filename), metadata={"format": "pt"})
+        if split.is_sharded:
+            index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in thudm.values())},
+                     "weight_map": split.tensor_to_filename}
+            (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        gen = {"eos_token_id": cfg.get("eos_token_id", 2), "pad_token_id": cfg.get("pad_token_id", 0)}
+        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
+        _write_tokenizer(src, tmp, via_glmtune=False)
+    return Path(out)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="glmtune export", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="checkpoint folder (ChatGLM2/3, THUDM or exported layout)")
+    parser.add_argument("--to", required=True, choices=("hf", "chatglm"), help="layout to write")
+    parser.add_argument("out", help="output folder (replaced atomically)")
+    parser.add_argument("--shard-size", default="2GB", help="largest shard, e.g. 2GB, 500MB (default 2GB)")
+    parser.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default: the checkpoint's)")
+    args = parser.parse_args(argv)
+    src, out = Path(args.model), Path(args.out)
+    if out.resolve() == src.resolve():
+        raise GlmtuneError("the output folder must differ from --model")
+    writer = export_hf if args.to == "hf" else export_chatglm
+    writer(src, out, shard_size=args.shard_size, dtype=args.dtype)
+    print(f"wrote {args.to} checkpoint to {out}")
+    return 0
