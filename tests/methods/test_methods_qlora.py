@@ -1,0 +1,68 @@
+"""QLoRA on a bitsandbytes-quantised tiny Glm model, on the CPU (bitsandbytes 0.50 runs 4- and 8-bit there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from methods_helpers import changed, logits, make_cfg, snapshot, tiny_config, train_step
+
+from glmtune.errors import ConfigError, GlmtuneError
+from glmtune.methods import QLoraConfig, get_method
+from glmtune.methods.adapters import attach_adapter
+
+pytest.importorskip("bitsandbytes")
+
+
+@pytest.fixture(scope="module")
+def q_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wider than the shared tiny model: bitsandbytes' CPU 4-bit inference kernel needs every
+    linear input width to be a multiple of its 64-value block (training works either way)."""
+    from transformers import GlmForCausalLM
+
+    config = tiny_config()
+    config.hidden_size, config.intermediate_size, config.head_dim = 64, 128, 16
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-glm-64")
+    GlmForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def quantized(tiny_dir: Path, bits: int):
+    from transformers import BitsAndBytesConfig, GlmForCausalLM
+
+    if bits == 4:
+        qconf = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.float32, llm_int8_skip_modules=["lm_head"])
+    else:
+        qconf = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
+    return GlmForCausalLM.from_pretrained(tiny_dir, quantization_config=qconf)
+
+
+def test_load_kwargs() -> None:
+    method = get_method("qlora")
+    assert method.model_load_kwargs(make_cfg("qlora")) == {"quantization": "4bit"}
+    assert method.model_load_kwargs(make_cfg("qlora", qlora=QLoraConfig(bits=8))) == {"quantization": "8bit"}
+    with pytest.raises(ConfigError, match="qlora.quant_type='fp4'"):
+        method.model_load_kwargs(make_cfg("qlora", qlora=QLoraConfig(quant_type="fp4")))
+    assert get_method("lora").model_load_kwargs(make_cfg()) == {}
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_step_changes_only_lora_and_round_trips(q_dir: Path, tmp_path: Path, bits: int) -> None:
+    method = get_method("qlora")
+    cfg = make_cfg("qlora", qlora=QLoraConfig(bits=bits), gradient_checkpointing=bits == 4)
+    model = method.apply(quantized(q_dir, bits), cfg)
+    before = snapshot(model)
+    assert torch.isfinite(torch.tensor(train_step(model, lr=0.01)))
+    moved = changed(before, snapshot(model))
+    assert moved and all(".lora_" in n for n in moved)
+    method.save(model, tmp_path / "adapter")
+    reloaded = attach_adapter(quantized(q_dir, bits), tmp_path / "adapter")
+    torch.testing.assert_close(logits(reloaded), logits(model), atol=1e-5, rtol=0)
+
+
+def test_needs_a_quantised_model(tiny) -> None:
+    with pytest.raises(GlmtuneError, match="qlora needs a model loaded with quantization"):
+        get_method("qlora").apply(tiny, make_cfg("qlora"))
