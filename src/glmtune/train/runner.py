@@ -39,6 +39,7 @@ class RunResult:
     eval_before: float | None = None
     eval_after: float | None = None
     samples: list[tuple[str, str]] = field(default_factory=list)
+    trainer: Any = field(default=None, repr=False)  # the GlmTrainer (its .model is the trained model)
 
 
 def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
@@ -57,6 +58,7 @@ def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
 
 def training_arguments(cfg: TrainConfig, precision: Any, has_eval: bool) -> Any:
     """transformers ``TrainingArguments`` mapped from the config."""
+    import torch
     from transformers import TrainingArguments
 
     report_to = [r for r in cfg.report_to if r != "none"] or "none"
@@ -94,7 +96,7 @@ def training_arguments(cfg: TrainConfig, precision: Any, has_eval: bool) -> Any:
         dataloader_num_workers=0,
         disable_tqdm=False,
         deepspeed=cfg.deepspeed,
-        gradient_checkpointing=False,  # the method enables it (it knows about frozen inputs)
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -190,7 +192,7 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
         chunked_loss=cfg.chunked_loss,
     )
     jsonl.trainer = trainer
-    result = RunResult(output_dir=out, global_step=0, train_loss=None)
+    result = RunResult(output_dir=out, global_step=0, train_loss=None, trainer=trainer)
     if cfg.eval_before and eval_ds is not None:
         result.eval_before = trainer.evaluate(metric_key_prefix="eval_before")["eval_before_loss"]
     output = trainer.train(resume_from_checkpoint=resume)

@@ -1,0 +1,58 @@
+"""Fixtures for the training tests: the built-in tiny ChatGLM2 in a per-session cache, small data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ALPACA = REPO / "examples" / "data" / "alpaca_bilingual.json"
+
+
+@pytest.fixture(scope="session")
+def glmtune_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = os.environ.get("GLMTUNE_CACHE") or str(tmp_path_factory.mktemp("glmtune-cache"))
+    os.environ["GLMTUNE_CACHE"] = cache
+    return Path(cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(glmtune_cache: Path) -> Path:
+    from glmtune.models.tiny import builtin_path
+
+    return builtin_path("tiny-chatglm2")
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 alpaca rows as a raw alpaca JSON file (the runner converts it on the fly)."""
+    rows = json.loads(ALPACA.read_text(encoding="utf-8"))[:64]
+    path = tmp_path_factory.mktemp("data") / "small.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def base_overrides(tiny_model: Path, data: Path, out: Path, **extra: object) -> list[str]:
+    """key=value overrides of a fast CPU run on the tiny model."""
+    values: dict[str, object] = {
+        "model": str(tiny_model), "data": str(data), "output_dir": str(out), "method": "full",
+        "max_steps": 6, "batch_size": 4, "learning_rate": 3e-3, "logging_steps": 1, "save_steps": 100,
+        "cutoff_len": 96, "precision": "fp32", "report_to": "[none]", "lr_scheduler": "constant",
+    }  # fmt: skip
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def make_cfg(tiny_model: Path, small_data: Path, tmp_path: Path):
+    """``make_cfg(out_name, key=value...)`` -> a validated TrainConfig of a fast tiny run."""
+    from glmtune.config import load_config
+    from glmtune.train.config import TrainConfig
+
+    def make(out: str = "run", **extra: object) -> TrainConfig:
+        return load_config(TrainConfig, None, base_overrides(tiny_model, small_data, tmp_path / out, **extra))
+
+    return make
