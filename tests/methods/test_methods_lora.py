@@ -125,3 +125,9 @@ def test_gradient_checkpointing_gives_the_same_grads(tiny_dir: Path) -> None:
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=0)
         assert grads[0][name].abs().sum() > 0
+
+
+def test_fp16_base_trains_float32_adapter(tiny) -> None:
+    cfg = make_cfg(lora=LoraConfig(modules_to_save=["lm_head"]))
+    model = get_method("lora").apply(tiny.half(), cfg)
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}

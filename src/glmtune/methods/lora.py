@@ -15,6 +15,7 @@ from glmtune.methods.base import (
     freeze_all,
     output_folder,
     remember,
+    upcast_fp16_params,
     write_adapter_info,
 )
 from glmtune.methods.targets import resolve_targets
@@ -112,6 +113,7 @@ class LoraMethod(TuningMethod):
         if getattr(cfg, "gradient_checkpointing", False):
             enable_gradient_checkpointing(model, frozen_base=True)
         wrapped = wrap_with_lora(model, cfg)
+        upcast_fp16_params(wrapped, self.name, only_trainable=True)  # fp16 modules_to_save copies
         remember(wrapped, self.name, cfg)
         return wrapped
 
