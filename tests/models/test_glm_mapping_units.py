@@ -169,3 +169,8 @@ def test_reader_casts_and_reports_missing_shards(thudm, tmp_path):
     (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {"a": "gone.bin"}}))
     with pytest.raises(GlmtuneError, match="gone.bin"):
         list(iter_checkpoint_tensors(tmp_path))
+
+
+def test_glm4_thudm_layout_multiplies_the_base():
+    params = rope_parameters({"rope_ratio": 500, "_name_or_path": "THUDM/glm-4-9b-chat"}, "chatglm2")
+    assert params["rope_type"] == "default" and params["rope_theta"] == 5_000_000.0

@@ -8,7 +8,8 @@ one-to-one. Configs that switch any of them off are refused with the field named
 RoPE: ``rope_ratio`` means two different things in THUDM's code.
 - ChatGLM3(-32k) and GLM-4 multiply the RoPE base: ``theta = 10000 * rope_ratio`` (positions unchanged).
 - ChatGLM2-6B-32k divides the positions by it, i.e. linear interpolation with ``factor = rope_ratio``.
-The chatglm2 family therefore maps ``rope_ratio`` to ``rope_type: linear`` and chatglm3 to the base.
+The chatglm2 family therefore maps ``rope_ratio`` to ``rope_type: linear`` and chatglm3 to the base
+(as does a THUDM-layout GLM-4 config, recognised by its ``_name_or_path``).
 A user ``rope_scaling={"type": "linear"|"dynamic", "factor": F}`` is applied on top: linear factors
 multiply, and dynamic NTK is refused on top of ChatGLM2's own linear ``rope_ratio``.
 """
@@ -57,7 +58,8 @@ def rope_parameters(cfg: dict[str, Any], family: str, rope_scaling: dict[str, An
         raise GlmtuneError(f"config field rope_ratio={ratio} must be positive")
     params: dict[str, Any] = {"rope_type": "default", "rope_theta": BASE_THETA, "partial_rotary_factor": 0.5}
     factor = 1.0
-    if family == "chatglm2":
+    hub = str(cfg.get("_name_or_path") or "").lower()
+    if family == "chatglm2" and "glm-4" not in hub and "glm4" not in hub:  # GLM-4 (THUDM layout) multiplies
         factor = ratio
     else:
         params["rope_theta"] = BASE_THETA * ratio
