@@ -29,7 +29,7 @@ def test_pack_rows_first_label_of_each_example_ignored():
 def _examples(gen: str, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     out = []
-    for k, (p, a) in enumerate([(6, 4), (3, 7), (9, 2)]):
+    for p, a in [(6, 4), (3, 7), (9, 2)]:
         prompt = torch.randint(5, 999, (p,), generator=g).tolist()
         answer = torch.randint(5, 999, (a,), generator=g).tolist()
         if gen == "chatglm":  # prompt [gMASK] <sop> answer <eop>, learned from <sop>

@@ -1,0 +1,42 @@
+"""The cached tokenized dataset: contents equal encode(), reuse on the same fingerprint, retokenize on change."""
+
+from __future__ import annotations
+
+import json
+
+import glmtune
+from glmtune.data.encode import EncodeOptions
+from glmtune.data.tokenized import build_tokenized_dataset, load_tokenized
+
+
+def _write(path, n):
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            msgs = [{"role": "user", "content": f"问题{i}：请介绍一下北京。" * (1 + i % 3)},
+                    {"role": "assistant", "content": f"回答{i}：北京是中国的首都。" * (1 + i % 5)}]
+            fh.write(json.dumps({"messages": msgs, "id": i, "meta": {}}, ensure_ascii=False) + "\n")
+
+
+def test_build_reuse_and_invalidate(reference, tmp_path):
+    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
+    data = tmp_path / "d.jsonl"
+    _write(data, 600)
+    opts = EncodeOptions(cutoff_len=48)
+    ds, report = build_tokenized_dataset(tok, [data], None, opts, cache_dir=tmp_path / "cache", progress=False)
+    assert not report.reused and report.examples == len(ds) == 600 and report.truncated > 0
+    assert max(ds["length"]) <= 48 and report.lengths["max"] <= 48
+    first = json.loads(data.read_text(encoding="utf-8").splitlines()[0])
+    assert ds[0]["input_ids"] == glmtune.encode(tok, first["messages"], cutoff_len=48)["input_ids"]
+    again, report2 = build_tokenized_dataset(tok, [data], None, opts, cache_dir=tmp_path / "cache", progress=False)
+    assert report2.reused and report2.fingerprint == report.fingerprint and len(again) == 600
+    other, report3 = build_tokenized_dataset(tok, [data], None, EncodeOptions(cutoff_len=64),
+                                             cache_dir=tmp_path / "cache", progress=False, num_proc=1)
+    assert not report3.reused and report3.fingerprint != report.fingerprint
+    assert other["input_ids"][:5] != ds["input_ids"][:5] or report3.truncated < report.truncated
+    # a tokenized folder given as the data is loaded as is
+    folder = tmp_path / "cache" / report.fingerprint[:20]
+    loaded, meta = load_tokenized(folder)
+    assert meta["fingerprint"] == report.fingerprint and len(loaded) == 600
+    direct, report4 = build_tokenized_dataset(tok, folder, progress=False)
+    assert report4.reused and len(direct) == 600
+    assert "token lengths" in str(report)

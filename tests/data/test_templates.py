@@ -1,0 +1,145 @@
+"""Hand-assembled golden ids/labels per template (1 and 3 turns), options and errors."""
+
+from __future__ import annotations
+
+import pytest
+
+import glmtune
+from glmtune.data.encode import encode_conversation
+from glmtune.errors import DataError, GlmtuneError
+
+I = -100  # noqa: E741
+Q = ["你好", "晚上睡不着应该怎么办", "What is 2+2?"]
+A = ["你好👋！我是人工智能助手。", "以下是一些建议：\n\n1. 保持规律", "2 + 2 = 4."]
+_TOK: dict = {}
+
+
+def tok(reference, gen):
+    if gen not in _TOK:
+        _TOK[gen] = glmtune.load_tokenizer(reference / "checkpoints" / f"{gen}-mini")
+    return _TOK[gen]
+
+
+def conv(n):
+    msgs = []
+    for q, a in zip(Q[:n], A[:n]):
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return msgs
+
+
+def enc(t, text):
+    return t.encode(text, add_special_tokens=False)
+
+
+def test_chatglm2_golden(reference):
+    t = tok(reference, "chatglm2")
+    p1, a1 = enc(t, f"[Round 1]\n\n问：{Q[0]}\n\n答："), enc(t, A[0])
+    assert glmtune.encode(t, conv(1)) == {
+        "input_ids": [64790, 64792, *p1, *a1, 2], "labels": [I] * (2 + len(p1)) + a1 + [2]}
+    # all: the stream_chat layout, every answer learned in place
+    ids, labels = [64790, 64792], [I, I]
+    for i in range(3):
+        p = p1 if i == 0 else enc(t, f"\n\n[Round {i + 1}]\n\n问：{Q[i]}\n\n答：")[1:]
+        a = enc(t, A[i])
+        ids += p + a
+        labels += [I] * len(p) + a
+    assert glmtune.encode(t, conv(3)) == {"input_ids": ids + [2], "labels": labels + [2]}
+    # last: the official ptuning layout (the whole round prompt, the last answer learned)
+    prompt = "".join(f"[Round {i + 1}]\n\n问：{Q[i]}\n\n答：{A[i]}\n\n" for i in range(2))
+    p = enc(t, prompt + f"[Round 3]\n\n问：{Q[2]}\n\n答：")
+    a = enc(t, A[2])
+    assert glmtune.encode(t, conv(3), multi_turn="last") == {
+        "input_ids": [64790, 64792, *p, *a, 2], "labels": [I] * (2 + len(p)) + a + [2]}
+    split = glmtune.encode(t, conv(3), multi_turn="split")
+    assert len(split) == 3 and split[-1]["input_ids"] == [64790, 64792, *p, *a, 2]
+
+
+def test_chatglm3_golden(reference):
+    t = tok(reference, "chatglm3")
+    nl = enc(t, "\n")
+
+    def msg(role_id, text, learn):
+        head, body = [role_id], nl + enc(t, text)
+        return head + body, [I] + (body if learn else [I] * len(body))
+
+    ids, labels = [64790, 64792], [I, I]
+    for i in range(3):
+        u_ids, u_lab = msg(64795, Q[i], False)
+        if i:  # the user role token after a reply is its learned stop signal
+            u_lab[0] = 64795
+        a_ids, a_lab = msg(64796, A[i], True)
+        ids += u_ids + a_ids
+        labels += u_lab + a_lab
+    out = glmtune.encode(t, conv(3))
+    assert out == {"input_ids": ids + [2], "labels": labels + [2]}
+    one = glmtune.encode(t, conv(1))
+    k = len(one["input_ids"]) - 1
+    assert one["input_ids"] == ids[: k] + [2]
+    assert one["labels"] == labels[: k] + [2]
+    sys_out = glmtune.encode(t, [{"role": "system", "content": "Be brief."}, *conv(1)])
+    s_ids = [64794, *nl, *enc(t, "Be brief.")]
+    assert sys_out["input_ids"] == [64790, 64792, *s_ids, *one["input_ids"][2:]]
+    last = glmtune.encode(t, conv(3), multi_turn="last")
+    n_learned = len(nl + enc(t, A[2])) + 1
+    assert last["input_ids"] == out["input_ids"]
+    assert sum(x != I for x in last["labels"]) == n_learned
+
+
+def test_chatglm_v1_golden(reference):
+    t = tok(reference, "chatglm")
+    q, a = enc(t, Q[0]), enc(t, A[0])
+    assert glmtune.encode(t, conv(1)) == {
+        "input_ids": [*q, 130001, 130004, *a, 130005], "labels": [I] * (len(q) + 1) + [130004, *a, 130005]}
+    examples = glmtune.encode(t, conv(3))  # GLM v1 learns one answer per sequence: one example per turn
+    assert len(examples) == 3
+    prompt = "".join(f"[Round {i}]\n问：{Q[i]}\n答：{A[i]}\n" for i in range(2)) + f"[Round 2]\n问：{Q[2]}\n答："
+    p, a3 = enc(t, prompt), enc(t, A[2])
+    assert examples[2] == {
+        "input_ids": [*p, 130001, 130004, *a3, 130005], "labels": [I] * (len(p) + 1) + [130004, *a3, 130005]}
+    assert glmtune.encode(t, conv(3), multi_turn="last") == examples[2]
+    with pytest.raises(GlmtuneError, match="train_on_prompt"):
+        glmtune.encode(t, conv(1), train_on_prompt=True)
+
+
+def test_alpaca_text_golden(reference):
+    t = tok(reference, "chatglm2")
+    p, a = enc(t, f"### Instruction:\n{Q[0]}\n\n### Response:\n"), enc(t, A[0])
+    assert glmtune.encode(t, conv(1), template="alpaca-text") == {
+        "input_ids": [*p, *a, 2], "labels": [I] * len(p) + a + [2]}
+    ids, labels = [], []
+    for i in range(3):
+        text = ("\n\n" if i else "") + f"### Instruction:\n{Q[i]}\n\n### Response:\n"
+        p, a = enc(t, text), enc(t, A[i])
+        ids += p + a + [2]
+        labels += [I] * len(p) + a + [2]
+    assert glmtune.encode(t, conv(3), template="alpaca-text") == {"input_ids": ids, "labels": labels}
+
+
+@pytest.mark.parametrize("gen", ["chatglm", "chatglm2"])
+def test_system_message_without_slot_is_an_error(reference, gen):
+    with pytest.raises(DataError, match="no system slot"):
+        glmtune.encode(tok(reference, gen), [{"role": "system", "content": "x"}, *conv(1)])
+
+
+def test_truncation_keeps_eos_and_counts(reference):
+    t = tok(reference, "chatglm2")
+    long = [{"role": "user", "content": "讲一个故事。" * 20}, {"role": "assistant", "content": "从前有座山。" * 30}]
+    res = encode_conversation(t, long, cutoff_len=40)
+    (ex,) = res.examples
+    assert len(ex["input_ids"]) == 40 and ex["input_ids"][-1] == 2 and ex["labels"][-1] == 2
+    assert ex["input_ids"][:2] == [64790, 64792] and res.truncated == 1
+    head = encode_conversation(t, long, cutoff_len=40).examples[0]["input_ids"][2:8]
+    tail = encode_conversation(t, long, cutoff_len=40, truncate_side="left").examples[0]["input_ids"][2:8]
+    assert head == enc(t, "[Round 1]\n\n问：讲一个故事。")[:6] and tail != head
+    res = encode_conversation(t, long, max_source_length=8, max_target_length=4)
+    assert len(res.examples[0]["input_ids"]) == 8 + 4 + 1 and res.examples[0]["input_ids"][-1] == 2
+    v3 = encode_conversation(tok(reference, "chatglm3"), long, cutoff_len=3)
+    assert v3.examples == [] and v3.dropped == 1
+    assert glmtune.encode(tok(reference, "chatglm3"), long, cutoff_len=3) is None
+
+
+def test_options_are_checked():
+    with pytest.raises(GlmtuneError):
+        glmtune.encode(None, conv(1), template="chatglm2", multi_turn="every")
+    with pytest.raises(GlmtuneError):
+        glmtune.encode(None, conv(1), template="chatglm2", cutoff_len=10, max_source_length=5, max_target_length=5)
