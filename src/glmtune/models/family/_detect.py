@@ -16,6 +16,8 @@ def is_thudm_chatglm(config: dict[str, Any]) -> bool:
 
 
 def is_v1(config: dict[str, Any]) -> bool:
+    if config.get("model_type") == "glmtune_chatglm_v1":  # saved by glmtune's own v1 model
+        return True
     return is_thudm_chatglm(config) and ("position_encoding_2d" in config or "inner_hidden_size" in config)
 
 
