@@ -97,6 +97,7 @@ def training_arguments(cfg: TrainConfig, precision: Any, has_eval: bool) -> Any:
         disable_tqdm=False,
         deepspeed=cfg.deepspeed,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # also makes torchrun on CPU run DDP over gloo
     )
 
 
@@ -164,10 +165,11 @@ def save_outputs(cfg: TrainConfig, trainer: Any, method: Any, tokenizer: Any) ->
 
 def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
     """Train according to ``cfg``; see the module docstring for the steps."""
+    import torch
     from accelerate import PartialState
     from transformers import set_seed
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: torchrun on CPU -> gloo DDP
     out = Path(cfg.output_dir)
     resume = resolve_resume(cfg.resume, out)
     with state.main_process_first():  # build the tiny base / convert / tokenize once
