@@ -95,6 +95,8 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
             else:
                 prefix_kv = kv
         real_past = max(cache_len - n_prefix, 0)
+        if position_ids is None and real_past and past_key_values is not None:
+            position_ids = _continue_positions(past_key_values, length)
         mask, position_ids = self._mask_and_positions(input_ids, attention_mask, position_ids, batch, length,
                                                       real_past, inputs_embeds.device)
         if n_prefix:
@@ -150,6 +152,15 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
         if position_ids is None:
             raise GlmtuneError("a forward with past_key_values needs position_ids [B, 2, L] (generate computes them)")
         return mask4d, position_ids
+
+
+def _continue_positions(cache: Any, length: int) -> torch.Tensor | None:
+    """Positions of ``length`` tokens generated after the cached ones: same position, block + 1, + 2, ..."""
+    last = getattr(cache, "glm_last_positions", None)
+    if last is None:
+        return None
+    step = torch.arange(1, length + 1, device=last.device)
+    return torch.stack((last[:, 0].expand(-1, length), last[:, 1] + step), dim=1)
 
 
 class ChatGLMV1ForCausalLM(V1GenerationMixin, ChatGLMV1PreTrainedModel, GenerationMixin):
