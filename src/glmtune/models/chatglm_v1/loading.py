@@ -79,8 +79,6 @@ def _tensors(folder: Path, config: ChatGLMV1Config, dtype: Any) -> Iterator[tupl
 
 
 def _load_streamed(folder: Path, config: ChatGLMV1Config, dtype: Any, device_map: Any) -> ChatGLMV1ForCausalLM:
-    from glmtune.models.glm_mapping.loading import _single_device
-
     device = _single_device(device_map)
     if device is None:
         raise GlmtuneError(f"device_map={device_map!r}: ChatGLM-6B loads onto one device ('cpu', 'cuda:0', ...)")
@@ -105,6 +103,19 @@ def _load_streamed(folder: Path, config: ChatGLMV1Config, dtype: Any, device_map
     if encoder is not None and any(p.is_meta for p in encoder.parameters()):
         fresh_prefix(encoder, device, dtype)
     return model
+
+
+def _single_device(device_map: Any) -> torch.device | None:
+    """The one device ``device_map`` names (None -> CPU); None for multi-device plans (unsupported here)."""
+    if device_map is None:
+        return torch.device("cpu")
+    if device_map == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if isinstance(device_map, (int, torch.device)) or isinstance(device_map, str):
+        return torch.device(device_map)
+    if isinstance(device_map, dict) and set(device_map) == {""}:
+        return torch.device(device_map[""])
+    return None
 
 
 def fresh_prefix(encoder: nn.Module, device: Any, dtype: Any) -> None:
