@@ -26,3 +26,19 @@ def test_stats_table_and_plot(tmp_path, capsys):
 def test_stats_rejects_unconverted_data(tmp_path, capsys):
     assert cli(["stats", str(EXAMPLES / "explain.json")]) == 2
     assert "explain.json:" in capsys.readouterr().err
+
+
+def test_stats_in_tokens_with_real_tokenizer(tmp_path, capsys, reference):
+    from glmtune import load_tokenizer
+
+    data = tmp_path / "a.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "你好，世界"}, '
+                    '{"role": "assistant", "content": "hello world"}]}\n', encoding="utf-8")
+    folder = reference / "checkpoints" / "chatglm2-mini"
+    assert cli(["stats", str(data), "--tokenizer", str(folder)]) == 0
+    rows = {line.split()[0] + " " + line.split()[1]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    tok = load_tokenizer(folder)
+    n_user = len(tok.encode("你好，世界", add_special_tokens=False))
+    n_asst = len(tok.encode("hello world", add_special_tokens=False))
+    assert float(rows["user tokens"][3]) == n_user  # mean of one row
+    assert float(rows["assistant tokens"][3]) == n_asst
