@@ -54,15 +54,12 @@ def prepare_inputs(paths: list[str], key: str, data_format: str, work_dir: Path)
     return out
 
 
-def tokenize(cfg: Any, tokenizer: Any, paths: list[str], template: str, cache_dir: Path | None) -> Any:
+def tokenize(
+    cfg: Any, tokenizer: Any, paths: list[str], template: str, cache_dir: Path | None, progress: bool = True
+) -> Any:
     """A ``datasets.Dataset`` with ``input_ids``, ``labels`` and ``length`` columns."""
-    try:
-        from glmtune.data.encode import EncodeOptions
-        from glmtune.data.tokenized import build_tokenized_dataset
-    except ImportError:  # TEMPORARY until the encoding module lands
-        from glmtune.train._fallback import tokenize as _tok
-
-        return _tok(cfg, tokenizer, paths)
+    from glmtune.data.encode import EncodeOptions
+    from glmtune.data.tokenized import build_tokenized_dataset
 
     official = cfg.max_source_length is not None
     options = EncodeOptions(
@@ -74,7 +71,7 @@ def tokenize(cfg: Any, tokenizer: Any, paths: list[str], template: str, cache_di
         truncate_side=cfg.truncate_side,
     )
     dataset, report = build_tokenized_dataset(
-        tokenizer, paths, template, options, cache_dir=cache_dir, num_proc=cfg.num_proc
+        tokenizer, paths, template, options, cache_dir=cache_dir, num_proc=cfg.num_proc, progress=progress
     )
     if report is not None:
         log.info(str(report))
@@ -106,9 +103,6 @@ def pack(dataset: Any, cutoff_len: int | None) -> Any:
 
 def make_collator(tokenizer: Any, packing: bool = False) -> Any:
     """The encoding module's collator: pads input_ids/labels (-100) and builds the attention mask."""
-    try:
-        from glmtune.data.collate import make_collator as _make
-    except ImportError:  # TEMPORARY until the encoding module lands
-        from glmtune.train._fallback import make_collator as _make
+    from glmtune.data.collate import make_collator as _make
 
     return _make(tokenizer, packing=packing)

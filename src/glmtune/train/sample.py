@@ -20,27 +20,25 @@ def answer_prompts(
     try:
         for prompt in prompts:
             messages = [{"role": "user", "content": prompt}]
-            if "build_chat_input" in dir(glmtune):
-                inputs = glmtune.build_chat_input(tokenizer, messages, template=template)
-            else:  # TEMPORARY until the encoding module lands
-                from glmtune.train._fallback import build_chat_input
-
-                inputs = build_chat_input(tokenizer, messages)
-            if not isinstance(inputs, dict):
-                inputs = {"input_ids": inputs}
-            ids = torch.as_tensor(inputs["input_ids"], device=device)
-            if ids.dim() == 1:
-                ids = ids.unsqueeze(0)
+            prompt_ids = glmtune.build_chat_input(tokenizer, messages, template=template)
+            ids = torch.as_tensor([prompt_ids], device=device)
             with torch.no_grad():
                 out = model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
-                    eos_token_id=inputs.get("eos_token_id", tokenizer.eos_token_id),
+                    eos_token_id=_stop_ids(model, tokenizer),
                     pad_token_id=tokenizer.pad_token_id,
                 )
             answers.append((prompt, tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()))
     finally:
         model.train(was_training)
     return answers
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> Any:
+    """The generation config's stop ids (ChatGLM3 also stops on <|user|>/<|observation|>), else eos."""
+    gen = getattr(model, "generation_config", None)
+    ids = getattr(gen, "eos_token_id", None) if gen is not None else None
+    return ids if ids is not None else tokenizer.eos_token_id
