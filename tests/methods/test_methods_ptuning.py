@@ -30,6 +30,23 @@ def test_step_changes_only_the_prefix(tiny, projection: bool) -> None:
         n for n in before if n.startswith("prefix_encoder.")}
 
 
+def test_gradient_checkpointing_is_supported(tiny_dir: Path) -> None:
+    from transformers import GlmForCausalLM
+
+    losses = []
+    for checkpointing in (False, True):
+        model = GlmForCausalLM.from_pretrained(tiny_dir)
+        model.config.glmtune = {"family": "chatglm2"}
+        torch.manual_seed(0)
+        model = get_method("ptuning").apply(model, make_cfg("ptuning", gradient_checkpointing=checkpointing))
+        assert model.model.gradient_checkpointing is checkpointing
+        before = snapshot(model)
+        torch.manual_seed(1)
+        losses.append(train_step(model))
+        assert changed(before, snapshot(model)) == {"prefix_encoder.embedding.weight"}
+    assert abs(losses[0] - losses[1]) < 1e-6
+
+
 def test_save_is_the_official_layout_and_attaches(tiny, tiny_dir: Path, tmp_path: Path) -> None:
     from transformers import GlmForCausalLM
 
@@ -68,8 +85,6 @@ def test_ptuning_errors(tiny, tmp_path: Path) -> None:
     for family in ("glm4", "hf"):
         with pytest.raises(ConfigError, match="P-Tuning v2 is ChatGLM-only .* use method: lora"):
             method.apply(tiny, make_cfg("ptuning", family=family))
-    with pytest.raises(ConfigError, match="gradient_checkpointing: not supported with method ptuning"):
-        method.apply(tiny, make_cfg("ptuning", gradient_checkpointing=True))
     (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     with pytest.raises(ConfigError, match="is not a P-Tuning folder"):
         method.apply(tiny, make_cfg("ptuning", adapter=str(tmp_path)))

@@ -13,6 +13,13 @@ API (small on purpose; the ``ptuning`` tuning method wraps it):
 Folders use the official layout: ``config.json`` with ``pre_seq_len``/``prefix_projection`` and
 ``pytorch_model.bin`` holding ``transformer.prefix_encoder.embedding.weight`` (+ ``trans.*`` with
 a projection).
+
+Two ways to hand the prefix to attention, with the same math: with a KV cache (generation) the
+prefix is pre-filled into the cache; without one (``use_cache=False``, and always under gradient
+checkpointing, whose layers drop the cache) the per-layer prefix keys/values travel in the
+``glmtune_prefix`` kwarg to a registered attention implementation (``glmtune_prefix_sdpa`` /
+``glmtune_prefix_eager``) that puts them in front of the layer's keys/values. Nothing is stored, so
+the backward recomputation of checkpointed layers (non-reentrant) sees the same prefix.
 """
 
 from __future__ import annotations
@@ -23,13 +30,39 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import DynamicCache, GlmForCausalLM
+from transformers import AttentionInterface, DynamicCache, GlmForCausalLM
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.glm.modeling_glm import eager_attention_forward
 
 from glmtune.errors import GlmtuneError
 from glmtune.models.glm_mapping.state_map import PREFIX_KEY
 
 OFFICIAL_PREFIX = "transformer.prefix_encoder."
 PREFIX_DROPOUT = 0.1  # THUDM applies Dropout(0.1) to the prefix keys/values (training only)
+SUPPORTS_CHECKPOINTING = True  # read by the ptuning method: the prefix also works without a cache
+ATTN_PREFIX = "glmtune_prefix_"  # + the wrapped implementation: glmtune_prefix_sdpa / glmtune_prefix_eager
+WRAPPED = ("sdpa", "eager")
+
+
+def _prefix_attention(base: str) -> Any:
+    """An attention function that prepends ``glmtune_prefix[layer]`` (unrotated) to the keys/values."""
+
+    def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: torch.Tensor | None, glmtune_prefix: Any = None, **kwargs: Any) -> Any:
+        if glmtune_prefix is not None:
+            prefix_key, prefix_value = glmtune_prefix[module.layer_idx]
+            key = torch.cat([prefix_key.to(key.dtype), key], dim=2)
+            value = torch.cat([prefix_value.to(value.dtype), value], dim=2)
+        inner = eager_attention_forward if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
+        return inner(module, query, key, value, attention_mask, **kwargs)
+
+    return attention
+
+
+for _base in WRAPPED:  # the cache path (no glmtune_prefix kwarg) behaves exactly like the wrapped one
+    AttentionInterface.register(ATTN_PREFIX + _base, _prefix_attention(_base))
+    AttentionMaskInterface.register(ATTN_PREFIX + _base, ALL_MASK_ATTENTION_FUNCTIONS[_base])
 
 
 class PrefixEncoder(nn.Module):
@@ -67,7 +100,7 @@ class PrefixEncoder(nn.Module):
 
 
 class GlmPrefixForCausalLM(GlmForCausalLM):
-    """``GlmForCausalLM`` whose KV cache starts with the learned prefix (P-Tuning v2)."""
+    """``GlmForCausalLM`` with the learned prefix (P-Tuning v2): in the KV cache, or via kwargs without one."""
 
     prefix_encoder: PrefixEncoder
 
@@ -78,34 +111,61 @@ class GlmPrefixForCausalLM(GlmForCausalLM):
             cache.update(key, value, layer)
         return cache
 
+    def _prefix_mask(self, attention_mask: Any, batch: int, q_len: int, ref: torch.Tensor) -> torch.Tensor:
+        """4D mask over ``[prefix, tokens]``: causal + padding, every prefix slot visible (as the cache path)."""
+        n_prefix = self.prefix_encoder.pre_seq_len
+        if attention_mask is not None and attention_mask.dim() != 2:
+            return attention_mask  # an already prepared 4D mask (it must cover the prefix columns)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(device=ref.device, dtype=torch.bool)
+        base = self.config._attn_implementation[len(ATTN_PREFIX):]
+        return ALL_MASK_ATTENTION_FUNCTIONS[base](
+            batch_size=batch, q_length=q_len, kv_length=n_prefix + q_len, q_offset=n_prefix, kv_offset=0,
+            attention_mask=attention_mask, allow_is_causal_skip=False,
+            dtype=self.model.embed_tokens.weight.dtype, device=ref.device, config=self.config)
+
     def forward(self, input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None,
                 past_key_values: Any = None, inputs_embeds: Any = None, labels: Any = None,
                 use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0, **kwargs: Any) -> Any:
         ref = input_ids if input_ids is not None else inputs_embeds
         batch, q_len = ref.shape[0], ref.shape[1]
         n_prefix = self.prefix_encoder.pre_seq_len
-        if past_key_values is None or past_key_values.get_seq_length() == 0:
+        want_cache = use_cache if use_cache is not None else self.config.use_cache
+        checkpointing = self.training and self.model.gradient_checkpointing
+        empty = past_key_values is None or past_key_values.get_seq_length() == 0
+        wrapped = self.config._attn_implementation in [ATTN_PREFIX + b for b in WRAPPED]
+        if checkpointing and not (empty and wrapped):
+            raise GlmtuneError("P-Tuning with gradient checkpointing needs sdpa or eager attention and no "
+                               f"past_key_values (attention: {self.config._attn_implementation})")
+        via_kwargs = empty and wrapped and (checkpointing or not want_cache)  # no cache at all
+        if empty and not via_kwargs:
             past_key_values = self._fill_prefix(past_key_values, batch)
-        seen = past_key_values.get_seq_length() - n_prefix  # real tokens already cached
-        if position_ids is None:
-            position_ids = (torch.arange(q_len, device=ref.device) + seen).unsqueeze(0).expand(batch, -1)
+        seen = 0 if via_kwargs else past_key_values.get_seq_length() - n_prefix  # real tokens already cached
         if attention_mask is not None and attention_mask.dim() == 2:
             if attention_mask.shape[1] == seen + q_len:
                 ones = attention_mask.new_ones(batch, n_prefix)
                 attention_mask = torch.cat([ones, attention_mask], dim=1)
             elif attention_mask.shape[1] != seen + q_len + n_prefix:
                 raise ValueError(f"attention_mask has {attention_mask.shape[1]} columns; expected {seen + q_len}")
+        if via_kwargs:
+            kwargs["glmtune_prefix"] = self.prefix_encoder(batch, self.model.embed_tokens.weight.dtype)
+            attention_mask = self._prefix_mask(attention_mask, batch, q_len, ref)
+            past_key_values = None
+        if position_ids is None:
+            position_ids = (torch.arange(q_len, device=ref.device) + seen).unsqueeze(0).expand(batch, -1)
         out = super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                               past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
-                              use_cache=True, logits_to_keep=logits_to_keep, **kwargs)
-        if use_cache is False or (use_cache is None and not self.config.use_cache):
+                              use_cache=not via_kwargs, logits_to_keep=logits_to_keep, **kwargs)
+        if not want_cache:
             out.past_key_values = None
         return out
 
 
 def enable_prefix(model: Any, pre_seq_len: int, prefix_projection: bool = False,
                   prefix_hidden_size: int | None = None) -> Any:
-    """Turn a mapped Glm model into a P-Tuning v2 model in place (new prefix, N(0,1) init) and return it."""
+    """Turn a mapped Glm model into a P-Tuning v2 model in place (new prefix, N(0,1) init) and return it.
+
+    sdpa/eager attention becomes ``glmtune_prefix_sdpa``/``_eager`` (the same math plus the cache-free prefix)."""
     if not isinstance(model, GlmForCausalLM):
         raise GlmtuneError(f"P-Tuning v2 needs a GlmForCausalLM (ChatGLM2/3), got {type(model).__name__}")
     if int(pre_seq_len) < 1:
@@ -115,6 +175,8 @@ def enable_prefix(model: Any, pre_seq_len: int, prefix_projection: bool = False,
     encoder.train(model.training)  # dropout only while the model trains
     model.__class__ = GlmPrefixForCausalLM
     model.prefix_encoder = encoder
+    if model.config._attn_implementation in WRAPPED:  # flash/flex keep the cache path (no checkpointing)
+        model.config._attn_implementation = ATTN_PREFIX + model.config._attn_implementation
     model.config.glmtune_prefix = {"pre_seq_len": encoder.pre_seq_len, "prefix_projection": encoder.prefix_projection,
                                    "prefix_hidden_size": encoder.prefix_hidden_size}
     return model
