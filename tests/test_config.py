@@ -62,3 +62,14 @@ def test_invalid_yaml_has_location(tmp_path):
     p.write_text("a: [1, 2\nb: 3\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:\d+:\d+"):
         load_config(Outer, p)
+
+
+@dataclass
+class WithOptional:
+    inner: Inner | None = None
+
+
+def test_optional_block_reports_inner_key():
+    with pytest.raises(ConfigError, match=r"inner.r: expected an integer"):
+        load_config(WithOptional, None, ["inner.r=x"])
+    assert load_config(WithOptional, None, ["inner.r=3"]).inner.r == 3

@@ -83,6 +83,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
+        nested = [e for e in errors if e.startswith(f"{key}.")]
+        if nested:  # the value had the right shape; report the inner key that was wrong
+            raise ConfigError(nested[0])
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if tp is type(None):
         if value is not None:
