@@ -102,7 +102,7 @@ def test_adapter_kind_says_what_it_found(tmp_path: Path) -> None:
         adapter_kind(tmp_path / "missing")
 
 
-@pytest.mark.parametrize("name", ["chatglm2-tiny", "chatglm3-tiny"])
+@pytest.mark.parametrize("name", ["chatglm-tiny", "chatglm2-tiny", "chatglm3-tiny"])
 def test_official_ptuning_reproduces_reference(reference: Path, name: str) -> None:
     import glmtune
 
@@ -114,9 +114,33 @@ def test_official_ptuning_reproduces_reference(reference: Path, name: str) -> No
     labels = torch.tensor(expected["d.a.labels"])
     with torch.no_grad():
         out = model(input_ids=ids, labels=labels)
-    np.testing.assert_allclose(out.logits.float().numpy(), expected["d.a.logits"], atol=1e-5, rtol=0)
+    atol = 1e-4 if name == "chatglm-tiny" else 1e-5  # v1 activations are large (MANIFEST tolerances)
+    np.testing.assert_allclose(out.logits.float().numpy(), expected["d.a.logits"], atol=atol, rtol=0)
     assert abs(float(out.loss) - cases["d.a"]["loss"]) < 1e-5
     c1 = cases["d.c1"]
     inputs = {k: torch.tensor(v) for k, v in c1["inputs"].items()}
     gen = model.generate(**inputs, **c1["generate_kwargs"])
     assert gen.tolist() == c1["sequences_use_cache_true"]
+
+
+def test_v1_ptuning_with_gradient_checkpointing(reference: Path) -> None:
+    import glmtune
+
+    folder = reference / "models" / "chatglm-tiny"
+    ids = torch.tensor(np.load(folder / "expected.npz")["a.input_ids"])
+    losses, grads = [], []
+    for checkpointing in (False, True):
+        model = glmtune.load_model(folder)
+        torch.manual_seed(0)
+        cfg = make_cfg("ptuning", family="chatglm", gradient_checkpointing=checkpointing)
+        model = get_method("ptuning").apply(model, cfg)
+        model.train()
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        assert set(trainable) and all(n.startswith("transformer.prefix_encoder.") or "prefix_encoder" in n
+                                      for n in trainable)
+        losses.append(float(out.loss))
+        grads.append(torch.cat([p.grad.flatten() for p in trainable.values()]))
+    assert abs(losses[0] - losses[1]) < 1e-6
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=0)

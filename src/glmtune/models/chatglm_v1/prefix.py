@@ -19,6 +19,9 @@ from glmtune.models.chatglm_v1.prefix_encoder import PrefixEncoder
 
 OFFICIAL_PREFIX = "transformer.prefix_encoder."
 PREFIX_KEY = OFFICIAL_PREFIX + "embedding.weight"
+# Read by the ptuning method: the v1 model hands each layer its prefix slice directly (no cache),
+# so checkpointed layers recompute with the same prefix (tests/models/test_chatglm_v1_prefix.py).
+SUPPORTS_CHECKPOINTING = True
 THUDM_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_attention_heads", "inner_hidden_size",
                 "layernorm_epsilon", "max_sequence_length", "position_encoding_2d", "mask_token_id",
                 "gmask_token_id", "bos_token_id", "eos_token_id", "pad_token_id", "quantization_bit", "use_cache")
