@@ -1,13 +1,10 @@
-"""Collation: padding side/ids per family, multiples of 8, labels -100; length-grouped sampler."""
+"""Collation: padding side/ids per family, multiples of 8, labels -100 (length grouping is transformers' own sampler, see train/runner.py)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-import torch
-
 from glmtune.data.collate import Collator, block_causal_mask
-from glmtune.data.sampler import LengthGroupedSampler
 
 
 def test_left_padding_for_chatglm2_with_positions():
@@ -37,14 +34,3 @@ def test_block_causal_mask():
     m = block_causal_mask([[2, 1]], 4)[0, 0]
     allowed = (m == 0).int().tolist()
     assert allowed == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
-
-
-def test_length_grouped_sampler_is_a_seeded_permutation():
-    lengths = [int(x) for x in torch.randint(1, 500, (103,), generator=torch.Generator().manual_seed(0))]
-    s = LengthGroupedSampler(lengths, batch_size=4, mega_batch_mult=5, seed=1)
-    order = list(s)
-    assert sorted(order) == list(range(103)) and order == list(LengthGroupedSampler(lengths, 4, 5, seed=1))
-    assert lengths[order[0]] == max(lengths)
-    batches = [order[i: i + 4] for i in range(0, 100, 4)]
-    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
-    assert spread < 100  # grouped (random batches would spread ~300)
