@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     target, _ = COMMANDS[name]
     module_name, func_name = target.split(":")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # bitsandbytes warns at import on CPUs with AVX512-BF16 that its optional hub kernel cannot be
+    # fetched (glmtune never downloads code); it falls back to its own kernel, so hide the noise.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)
