@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from glmtune.methods.base import (
     write_adapter_info,
 )
 from glmtune.methods.targets import resolve_targets
+from glmtune.utils.io import read_json
 
 
 @dataclass
@@ -50,14 +50,7 @@ class LoraConfig:
 
 def read_lora_config(folder: str | Path) -> dict[str, Any]:
     """The folder's ``adapter_config.json`` if it holds a peft LoRA adapter, else ``{}``."""
-    path = Path(folder) / "adapter_config.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    return data if isinstance(data, dict) else {}
+    return read_json(Path(folder) / "adapter_config.json")
 
 
 def wrap_with_lora(model: Any, cfg: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from glmtune.methods.base import (
     upcast_fp16_params,
     write_adapter_info,
 )
+from glmtune.utils.io import read_json
 
 
 @dataclass
@@ -73,14 +73,8 @@ def prefix_module(family: str | None) -> Any:
 
 def ptuning_settings(folder: str | Path) -> dict[str, Any] | None:
     """The folder's config.json if it carries ``pre_seq_len`` (an official/glmtune P-Tuning folder)."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    return data if isinstance(data, dict) and data.get("pre_seq_len") else None
+    data = read_json(Path(folder) / "config.json")
+    return data if data.get("pre_seq_len") else None
 
 
 def has_prefix_weights(folder: str | Path) -> bool:

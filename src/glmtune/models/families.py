@@ -8,7 +8,6 @@ Adding a family is one small module in ``glmtune/models/family/`` plus one regis
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from glmtune.errors import GlmtuneError
 from glmtune.registry import Registry
+from glmtune.utils.io import read_json
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,6 @@ FAMILIES: Registry[Family] = Registry("model family")
 def _resolve(target: str) -> Callable[..., Any]:
     module_name, func = target.split(":")
     return getattr(importlib.import_module(module_name), func)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    return data if isinstance(data, dict) else {}
 
 
 def read_folder_configs(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

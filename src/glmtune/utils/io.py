@@ -1,14 +1,21 @@
-"""Atomic writes: a crash or an error never leaves a half-written file or folder behind."""
+"""File I/O shared across glmtune.
+
+Atomic writes (a crash or an error never leaves a half-written file or folder behind) and the one
+reader of small JSON settings files, so every config file reports a syntax error the same way.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from glmtune.errors import GlmtuneError
 
 
 def _umask() -> int:
@@ -55,3 +62,14 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON settings file as a dict: ``{}`` when absent or not an object; bad JSON names file:line:col."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    return data if isinstance(data, dict) else {}

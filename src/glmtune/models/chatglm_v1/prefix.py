@@ -16,6 +16,7 @@ from torch import nn
 
 from glmtune.errors import GlmtuneError
 from glmtune.models.chatglm_v1.prefix_encoder import PrefixEncoder
+from glmtune.utils.io import atomic_dir, read_json
 
 OFFICIAL_PREFIX = "transformer.prefix_encoder."
 PREFIX_KEY = OFFICIAL_PREFIX + "embedding.weight"
@@ -63,11 +64,8 @@ def read_ptuning_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise GlmtuneError(f"{folder} is not a P-Tuning folder: no config.json")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(cfg, dict) or not cfg.get("pre_seq_len"):
+    cfg = read_json(path)
+    if not cfg.get("pre_seq_len"):
         raise GlmtuneError(f"{path} has no pre_seq_len: not a P-Tuning v2 checkpoint")
     return {"pre_seq_len": int(cfg["pre_seq_len"]), "prefix_projection": bool(cfg.get("prefix_projection")),
             "prefix_hidden_size": cfg.get("prefix_hidden_size")}
@@ -109,8 +107,6 @@ def thudm_config(config: Any) -> dict[str, Any]:
 
 def save_ptuning(model: Any, folder: str | Path) -> Path:
     """Write the prefix in the official layout, atomically: config.json + pytorch_model.bin."""
-    from glmtune.utils.io import atomic_dir
-
     prefix_parameters(model)  # clear error when there is no prefix
     state = {OFFICIAL_PREFIX + k: v.detach().to("cpu").contiguous().clone()
              for k, v in model.transformer.prefix_encoder.state_dict().items()}

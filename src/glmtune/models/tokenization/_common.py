@@ -7,7 +7,6 @@ we read it here and pass on only the keys each tokenizer understands.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import sentencepiece as spm
 
 from glmtune.errors import GlmtuneError
+from glmtune.utils.io import read_json
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 # keys of tokenizer_config.json that every ChatGLM tokenizer accepts (others are ignored on purpose)
@@ -24,14 +24,7 @@ COMMON_KEYS = ("model_max_length", "padding_side", "truncation_side")
 
 def read_tokenizer_config(folder: Path) -> dict[str, Any]:
     """The folder's tokenizer_config.json as a dict ({} when absent)."""
-    path = folder / TOKENIZER_CONFIG
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GlmtuneError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    return data if isinstance(data, dict) else {}
+    return read_json(folder / TOKENIZER_CONFIG)
 
 
 def locate(path: str | Path, file_name: str) -> tuple[Path, Path]:
