@@ -164,6 +164,17 @@ def output_folder(output_dir: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def method_output(output_dir: str | Path, model: Any, method: str, tokenizer: Any = None) -> Iterator[Path]:
+    """``output_folder`` for a method's result: the block writes the weights, then the adapter note and
+    the tokenizer follow, so every saved folder says how it was made and loads on its own."""
+    with output_folder(output_dir) as tmp:
+        yield tmp
+        write_adapter_info(tmp, model, method)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+
 def read_adapter_info(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / ADAPTER_INFO
     if not path.is_file():

@@ -11,10 +11,9 @@ from glmtune.methods.base import (
     TuningMethod,
     enable_gradient_checkpointing,
     is_quantized,
-    output_folder,
+    method_output,
     remember,
     upcast_fp16_params,
-    write_adapter_info,
 )
 
 
@@ -22,11 +21,8 @@ def save_full_model(model: Any, output_dir: str | Path, method: str, tokenizer: 
     """``save_pretrained`` (safetensors) of the whole model, plus the tokenizer, atomically."""
     if not hasattr(model, "save_pretrained"):
         raise GlmtuneError(f"{method}.save: {type(model).__name__} has no save_pretrained")
-    with output_folder(output_dir) as tmp:
+    with method_output(output_dir, model, method, tokenizer) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
-        write_adapter_info(tmp, model, method)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
 
 
 @METHODS.register("full")

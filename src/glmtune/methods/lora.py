@@ -12,10 +12,9 @@ from glmtune.methods.base import (
     TuningMethod,
     enable_gradient_checkpointing,
     freeze_all,
-    output_folder,
+    method_output,
     remember,
     upcast_fp16_params,
-    write_adapter_info,
 )
 from glmtune.methods.targets import resolve_targets
 from glmtune.utils.io import read_json
@@ -88,11 +87,8 @@ def save_peft(model: Any, output_dir: str | Path, method: str, tokenizer: Any = 
     """adapter_model.safetensors + adapter_config.json + glmtune_adapter.json, written atomically."""
     if not hasattr(model, "peft_config"):
         raise GlmtuneError(f"{method}.save expects the peft model returned by apply(), got {type(model).__name__}")
-    with output_folder(output_dir) as tmp:
+    with method_output(output_dir, model, method, tokenizer) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
-        write_adapter_info(tmp, model, method)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
 
 
 @METHODS.register("lora")

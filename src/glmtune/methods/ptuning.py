@@ -14,10 +14,9 @@ from glmtune.methods.base import (
     TuningMethod,
     enable_gradient_checkpointing,
     freeze_all,
-    output_folder,
+    method_output,
     remember,
     upcast_fp16_params,
-    write_adapter_info,
 )
 from glmtune.utils.io import read_json
 
@@ -137,8 +136,5 @@ class PTuningMethod(TuningMethod):
         """config.json (with pre_seq_len) + pytorch_model.bin holding ``transformer.prefix_encoder.*``."""
         info = getattr(model, INFO_ATTR, {})
         module = prefix_module(info.get("family") or model_family(model))
-        with output_folder(output_dir) as tmp:
+        with method_output(output_dir, model, self.name, tokenizer) as tmp:
             module.save_ptuning(model, tmp)
-            write_adapter_info(tmp, model, self.name)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(str(tmp))
