@@ -73,3 +73,17 @@ def test_optional_block_reports_inner_key():
     with pytest.raises(ConfigError, match=r"inner.r: expected an integer"):
         load_config(WithOptional, None, ["inner.r=x"])
     assert load_config(WithOptional, None, ["inner.r=3"]).inner.r == 3
+
+
+@dataclass
+class Rates:
+    lr: float = 1.0
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("lr: 2e-4\n")
+    assert load_config(Rates, p).lr == 2e-4
+    assert load_config(Rates, None, ["lr=5e-2"]).lr == 5e-2
+    with pytest.raises(ConfigError, match="lr: expected a number"):
+        load_config(Rates, None, ["lr=fast"])

@@ -1,0 +1,47 @@
+"""The reference mini checkpoints (real configs + tokenizer files, fp16 shards, laid out as downloaded)
+used as a user's model: `glmtune train` through the CLI, then base + saved adapter reloaded."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import glmtune
+from glmtune.cli import main as cli
+
+RUN = ["max_steps=2", "batch_size=2", "logging_steps=1", "save_steps=100", "cutoff_len=48",
+       "val_size=4", "report_to=[none]", "sample_prompts=[]", "learning_rate=5e-2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "method", "extra", "saved"),
+    [
+        ("chatglm-mini", "lora", [], "adapter_model.safetensors"),
+        ("chatglm2-mini", "freeze", ["freeze.trainable_layers=1"], "model.safetensors"),
+        ("chatglm3-mini", "ptuning", ["ptuning.pre_seq_len=4"], "pytorch_model.bin"),
+    ],
+)
+def test_train_then_reload_adapter(reference, tmp_path, name, method, extra, saved):
+    base_dir = reference / "checkpoints" / name
+    data = tmp_path / "d.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"{i} 加 {i} 等于几？"},
+                          {"role": "assistant", "content": f"{2 * i}"}]} for i in range(12)]
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["train", f"model={base_dir}", f"method={method}", f"data={data}", f"output_dir={out}"]
+    assert cli([*argv, *RUN, *extra]) == 0
+    assert (out / saved).is_file() and (out / "loss.png").is_file()
+    losses = [json.loads(x)["loss"] for x in (out / "train_log.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+
+    tok = glmtune.load_tokenizer(out)
+    ids = torch.tensor([glmtune.build_chat_input(tok, [{"role": "user", "content": "3 加 3 等于几？"}])])
+    base = glmtune.load_model(base_dir)
+    tuned = glmtune.load_model(out) if method == "freeze" else glmtune.load_model(base_dir, adapter=out)
+    with torch.no_grad():
+        a, b = base(input_ids=ids).logits, tuned(input_ids=ids).logits
+    assert torch.isfinite(b).all() and (a - b).abs().max() > 1e-4  # the trained weights are really applied
