@@ -62,11 +62,61 @@ def load_sentencepiece(model_file: str | Path) -> spm.SentencePieceProcessor:
 
 
 class SentencePieceFileMixin:
-    """Saves the tokenizer's own SentencePiece file (byte for byte) under its THUDM name."""
+    """What the SentencePiece-backed ChatGLM tokenizers share, so v1 and ChatGLM2/3 differ only in ids.
+
+    Mixed in before ``PreTrainedTokenizer``, whose attributes it uses. Loads the model file (before ``PreTrainedTokenizer.__init__``, which already asks for the vocab),
+    caches the piece -> id map, decodes through the class's own id -> piece map, and saves the file
+    back byte for byte under its THUDM name. A subclass gives ``_base_vocab`` (and may widen
+    ``_ids_not_decoded``).
+    """
 
     vocab_file: str
     sp: spm.SentencePieceProcessor
+    sp_size: int
     vocab_files_names: dict[str, str]
+    _vocab: dict[str, int] | None
+
+    def _load_model_file(self, vocab_file: str) -> None:
+        self.vocab_file = str(vocab_file)
+        self.sp = load_sentencepiece(vocab_file)
+        self.sp_size = self.sp.get_piece_size()
+        self._vocab = None
+
+    def _base_vocab(self) -> dict[str, int]:
+        """Piece/command text -> id of the fixed vocabulary (added tokens come on top)."""
+        raise NotImplementedError
+
+    def get_vocab(self) -> dict[str, int]:
+        if self._vocab is None:
+            self._vocab = self._base_vocab()
+        vocab = dict(self._vocab)
+        vocab.update(self._added_tokens_encoder)
+        return vocab
+
+    def _ids_not_decoded(self, skip_special_tokens: bool) -> set[int]:
+        """Ids ``_decode`` drops before mapping ids to pieces."""
+        return set(self.all_special_ids) if skip_special_tokens else set()
+
+    def _decode(
+        self,
+        token_ids: int | list[int],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> str:
+        ids = [token_ids] if isinstance(token_ids, int) else [int(i) for i in token_ids]
+        skip = self._ids_not_decoded(skip_special_tokens)
+        # our own id -> piece map: the transformers default would write "<unk>"/"</s>" out
+        tokens = [self._convert_id_to_token(i) for i in ids if i not in skip]
+        text = self.convert_tokens_to_string(tokens)
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+        return self.clean_up_tokenization(text) if clean_up_tokenization_spaces else text
+
+    def create_token_type_ids_from_sequences(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
+        return [0] * len(self.build_inputs_with_special_tokens(token_ids_0, token_ids_1))
 
     def __getstate__(self) -> dict[str, Any]:
         # the piece -> id cache is rebuilt on demand: keeps pickles (datasets.map, DataLoader workers) small

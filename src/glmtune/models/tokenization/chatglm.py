@@ -23,7 +23,6 @@ from transformers.utils import PaddingStrategy
 from glmtune.models.tokenization._common import (
     SentencePieceFileMixin,
     init_kwargs_from_config,
-    load_sentencepiece,
     locate,
     read_tokenizer_config,
 )
@@ -69,13 +68,10 @@ class ChatGLMTokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
         do_lower_case: bool = False,
         **kwargs: Any,
     ) -> None:
-        self.vocab_file = str(vocab_file)
-        self.sp = load_sentencepiece(vocab_file)
-        self.sp_size = self.sp.get_piece_size()
+        self._load_model_file(vocab_file)
         self.num_image_tokens = int(num_image_tokens)
         self.remove_space = bool(remove_space)
         self.do_lower_case = bool(do_lower_case)
-        self._vocab: dict[str, int] | None = None
         # registered special tokens are matched in text with the spaces around them stripped (4.2x behaviour)
         self._added_tokens_decoder = {
             self._piece_id(text): AddedToken(text, lstrip=True, rstrip=True, normalized=False, special=True)
@@ -126,13 +122,9 @@ class ChatGLMTokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
     def vocab_size(self) -> int:
         return self.sp_size + self.num_image_tokens
 
-    def get_vocab(self) -> dict[str, int]:
-        if self._vocab is None:
-            vocab = {f"<image_{i}>": i for i in range(self.num_image_tokens)}
-            vocab.update({self.sp.id_to_piece(i): i + self.num_image_tokens for i in range(self.sp_size)})
-            self._vocab = vocab
-        vocab = dict(self._vocab)
-        vocab.update(self._added_tokens_encoder)
+    def _base_vocab(self) -> dict[str, int]:
+        vocab = {f"<image_{i}>": i for i in range(self.num_image_tokens)}
+        vocab.update({self.sp.id_to_piece(i): i + self.num_image_tokens for i in range(self.sp_size)})
         return vocab
 
     def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
@@ -159,19 +151,9 @@ class ChatGLMTokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
         text = self.sp.decode_pieces(tokens)
         return _BLANK_PIECE.sub(_unblank, text.replace("<n>", "\n").replace("<|tab|>", "\t"))
 
-    def _decode(
-        self,
-        token_ids: int | list[int],
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        **kwargs: Any,
-    ) -> str:
-        ids = [token_ids] if isinstance(token_ids, int) else [int(i) for i in token_ids]
-        skip = {self.pad_token_id} | (set(self.all_special_ids) if skip_special_tokens else set())
-        text = self.convert_tokens_to_string([self._convert_id_to_token(i) for i in ids if i not in skip])
-        if clean_up_tokenization_spaces is None:
-            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
-        return self.clean_up_tokenization(text) if clean_up_tokenization_spaces else text
+    def _ids_not_decoded(self, skip_special_tokens: bool) -> set[int]:
+        # v1.1's decode always drops pad
+        return {self.pad_token_id} | super()._ids_not_decoded(skip_special_tokens)
 
     # ----- special tokens -----
     def build_inputs_with_special_tokens(
@@ -196,11 +178,6 @@ class ChatGLMTokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
         if token_ids_1 is not None:
             mask += [0] * len(token_ids_1) + [1]
         return mask
-
-    def create_token_type_ids_from_sequences(
-        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
-    ) -> list[int]:
-        return [0] * len(self.build_inputs_with_special_tokens(token_ids_0, token_ids_1))
 
     def _pad(
         self,

@@ -19,7 +19,6 @@ from transformers.utils import PaddingStrategy
 from glmtune.models.tokenization._common import (
     SentencePieceFileMixin,
     init_kwargs_from_config,
-    load_sentencepiece,
     locate,
     read_tokenizer_config,
 )
@@ -38,14 +37,11 @@ class ChatGLM2Tokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
     COMMAND_TEXTS: tuple[str, ...] = ("[MASK]", "[gMASK]", "[sMASK]", "sop", "eop")
 
     def __init__(self, vocab_file: str, **kwargs: Any) -> None:
-        self.vocab_file = str(vocab_file)
-        self.sp = load_sentencepiece(vocab_file)
-        self.sp_size = self.sp.get_piece_size()
+        self._load_model_file(vocab_file)
         self.special_ids: dict[str, int] = {t: self.sp_size + i for i, t in enumerate(self.COMMAND_TEXTS)}
         self._special_texts: dict[int, str] = {i: t for t, i in self.special_ids.items()}
         # ids the original decodes to "": unk/pad (0), <s> (1), </s> (2)
         self._silent_ids = frozenset({self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()})
-        self._vocab: dict[str, int] | None = None
         kwargs.setdefault("eos_token", "</s>")
         kwargs.setdefault("unk_token", "<unk>")
         kwargs.setdefault("pad_token", "<unk>")
@@ -77,13 +73,9 @@ class ChatGLM2Tokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
     def vocab_size(self) -> int:
         return self.sp_size + len(self.special_ids)
 
-    def get_vocab(self) -> dict[str, int]:
-        if self._vocab is None:
-            vocab = {self.sp.id_to_piece(i): i for i in range(self.sp_size)}
-            vocab.update(self.special_ids)
-            self._vocab = vocab
-        vocab = dict(self._vocab)
-        vocab.update(self._added_tokens_encoder)
+    def _base_vocab(self) -> dict[str, int]:
+        vocab = {self.sp.id_to_piece(i): i for i in range(self.sp_size)}
+        vocab.update(self.special_ids)
         return vocab
 
     def tokenize(self, text: str, **kwargs: Any) -> list[str]:
@@ -106,23 +98,6 @@ class ChatGLM2Tokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return self.sp.decode_pieces([t for t in tokens if t])
-
-    def _decode(
-        self,
-        token_ids: int | list[int],
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        **kwargs: Any,
-    ) -> str:
-        ids = [token_ids] if isinstance(token_ids, int) else [int(i) for i in token_ids]
-        if skip_special_tokens:
-            skip = set(self.all_special_ids)
-            ids = [i for i in ids if i not in skip]
-        # our own id -> piece map: the transformers default would write "<unk>"/"</s>" out
-        text = self.convert_tokens_to_string([self._convert_id_to_token(i) for i in ids])
-        if clean_up_tokenization_spaces is None:
-            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
-        return self.clean_up_tokenization(text) if clean_up_tokenization_spaces else text
 
     # ----- special tokens -----
     def build_inputs_with_special_tokens(
@@ -147,11 +122,6 @@ class ChatGLM2Tokenizer(SentencePieceFileMixin, PreTrainedTokenizer):
         if token_ids_1 is not None:
             mask += [0] * len(token_ids_1) + [1]
         return mask
-
-    def create_token_type_ids_from_sequences(
-        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
-    ) -> list[int]:
-        return [0] * len(self.build_inputs_with_special_tokens(token_ids_0, token_ids_1))
 
     # ----- padding: attention_mask and position_ids, like the original -----
     def _pad(

@@ -55,22 +55,13 @@ class ChatGLM3Tokenizer(ChatGLM2Tokenizer):
         return pieces
 
     def _convert_id_to_token(self, index: int) -> str:
+        # command texts are not pieces: ChatGLM2's decode_pieces writes them out as they are
         special = self._special_texts.get(index)
         return special if special is not None else super()._convert_id_to_token(index)
 
-    def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        # command texts are not pieces: SentencePiece writes unknown pieces out as they are
-        return self.sp.decode_pieces([t for t in tokens if t])
-
-    def _decode(
-        self,
-        token_ids: int | list[int],
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        **kwargs: Any,
-    ) -> str:
+    def _ids_not_decoded(self, skip_special_tokens: bool) -> set[int]:
         # skip_special_tokens only drops eos/unk/pad, which decode to "" anyway: command ids stay
-        return super()._decode(token_ids, False, clean_up_tokenization_spaces, **kwargs)
+        return set()
 
     def build_single_message(self, role: str, metadata: str, message: str) -> list[int]:
         """``[<|role|>] + ids(metadata + "\\n") + ids(message)``: one turn of the ChatGLM3 chat format.
