@@ -20,6 +20,8 @@ from glmtune.data.templates.base import (
     Template,
     content_of,
     encode_text,
+    last_not_assistant,
+    selected_turns,
 )
 from glmtune.errors import DataError
 
@@ -61,7 +63,7 @@ class AlpacaTextTemplate(Template):
                 raise DataError("field 'messages': the last message must be the user's to build a prompt")
             rounds.append((pending, ""))
         elif pending or not rounds:
-            raise DataError(f"field 'messages[{len(messages) - 1}].role': the last message must be the assistant's")
+            raise last_not_assistant(messages)
         return rounds
 
     def _prefix(self, tokenizer: Any) -> list[int]:
@@ -76,7 +78,6 @@ class AlpacaTextTemplate(Template):
     def build_layouts(self, tokenizer: Any, messages: list[dict[str, Any]], opts: EncodeOptions) -> list[Layout]:
         rounds = self._texts(messages, inference=False)
         eos = self.eos_id(tokenizer)
-        ends = range(len(rounds)) if opts.multi_turn == "split" else [len(rounds) - 1]
         if opts.multi_turn == "all":
             layout: Layout = [Segment(self._prefix(tokenizer), False, PREFIX)]
             for prompt, reply in rounds:
@@ -85,7 +86,7 @@ class AlpacaTextTemplate(Template):
                 layout.append(Segment([eos], True, STOP))
             return [layout]
         layouts = []
-        for k in ends:
+        for k in selected_turns(len(rounds), opts.multi_turn):
             context = "".join(p + r for p, r in rounds[:k]) + rounds[k][0]
             layouts.append([
                 Segment(self._prefix(tokenizer), False, PREFIX),

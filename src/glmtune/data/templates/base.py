@@ -150,6 +150,11 @@ def reject_system(template: str, messages: list[dict[str, Any]]) -> None:
             )
 
 
+def last_not_assistant(messages: list[dict[str, Any]]) -> DataError:
+    """The error for a training conversation that does not end with a reply (one wording for every template)."""
+    return DataError(f"field 'messages[{len(messages) - 1}].role': the last message must be the assistant's")
+
+
 def user_assistant_pairs(
     template: str, messages: list[dict[str, Any]], inference: bool = False
 ) -> tuple[list[tuple[str, str]], str | None]:
@@ -179,7 +184,7 @@ def user_assistant_pairs(
             raise DataError("field 'messages': the last message must be the user's to build a chat prompt")
         return pairs, query
     if query is not None or not pairs:
-        raise DataError(f"field 'messages[{len(messages) - 1}].role': the last message must be the assistant's")
+        raise last_not_assistant(messages)
     return pairs, None
 
 

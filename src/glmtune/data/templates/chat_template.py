@@ -19,8 +19,9 @@ from glmtune.data.templates.base import (
     Layout,
     Segment,
     Template,
+    last_not_assistant,
 )
-from glmtune.errors import DataError, GlmtuneError
+from glmtune.errors import GlmtuneError
 
 
 def _ids(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool) -> list[int]:
@@ -49,7 +50,7 @@ class ChatTemplate(Template):
         self._check(tokenizer)
         assistant = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
         if not assistant or assistant[-1] != len(messages) - 1:
-            raise DataError(f"field 'messages[{len(messages) - 1}].role': the last message must be the assistant's")
+            raise last_not_assistant(messages)
         if opts.multi_turn == "all":
             return [self._layout(tokenizer, messages, set(assistant), opts)]
         ends = assistant if opts.multi_turn == "split" else assistant[-1:]

@@ -36,12 +36,15 @@ def build_prompt(query: str, history: list[tuple[str, str]]) -> str:
     return text + f"[Round {len(history) + 1}]\n\n问：{query}\n\n答："
 
 
+def gmask_sop(tokenizer: Any) -> list[int]:
+    """``[gMASK] sop``: the ids ChatGLM2 and ChatGLM3 put in front of every sequence."""
+    return [special_id(tokenizer, "[gMASK]", 64790), special_id(tokenizer, "sop", 64792)]
+
+
 class ChatGLM2Template(Template):
     name = "chatglm2"
 
-    @staticmethod
-    def prefix(tokenizer: Any) -> list[int]:
-        return [special_id(tokenizer, "[gMASK]", 64790), special_id(tokenizer, "sop", 64792)]
+    prefix = staticmethod(gmask_sop)
 
     def build_inference(self, tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
         history, query = user_assistant_pairs(self.name, messages, inference=True)

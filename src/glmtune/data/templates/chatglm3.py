@@ -23,8 +23,10 @@ from glmtune.data.templates.base import (
     Segment,
     Template,
     content_of,
+    last_not_assistant,
     special_id,
 )
+from glmtune.data.templates.chatglm2 import gmask_sop
 from glmtune.errors import DataError
 
 ROLE_TOKENS = {"system": 64794, "user": 64795, "assistant": 64796, "observation": 64797}
@@ -59,8 +61,7 @@ class ChatGLM3Template(Template):
         body = list(tokenizer.encode(content, add_special_tokens=False)) if content else []
         return role, header, body
 
-    def prefix(self, tokenizer: Any) -> list[int]:
-        return [special_id(tokenizer, "[gMASK]", 64790), special_id(tokenizer, "sop", 64792)]
+    prefix = staticmethod(gmask_sop)
 
     def build_inference(self, tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
         if not messages or messages[-1].get("role") not in ("user", "tool", "observation"):
@@ -75,7 +76,7 @@ class ChatGLM3Template(Template):
         parts = [self.message_parts(tokenizer, m, f"messages[{i}]") for i, m in enumerate(messages)]
         learnable = [i for i, (role, _, _) in enumerate(parts) if role == "assistant"]
         if not learnable or parts[-1][0] != "assistant":
-            raise DataError(f"field 'messages[{len(messages) - 1}].role': the last message must be the assistant's")
+            raise last_not_assistant(messages)
         if opts.multi_turn == "all":
             obs = [i for i, (role, _, _) in enumerate(parts) if role == "observation"] if opts.train_on_observation else []
             return [self._layout(tokenizer, parts, set(learnable) | set(obs), opts)]
