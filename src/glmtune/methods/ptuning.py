@@ -18,6 +18,7 @@ from glmtune.methods.base import (
     remember,
     upcast_fp16_params,
 )
+from glmtune.models.ptuning_layout import PREFIX_KEY
 from glmtune.utils.io import read_json
 
 
@@ -43,7 +44,6 @@ PREFIX_MODULES = {
     "chatglm2": "glmtune.models.glm_mapping.prefix",
     "chatglm3": "glmtune.models.glm_mapping.prefix",
 }
-PREFIX_KEY = "transformer.prefix_encoder.embedding.weight"  # the official checkpoint's tensor name
 PREFIX_PARAM = "prefix_encoder"  # module name of the prefix in every glmtune P-Tuning model
 
 

@@ -16,10 +16,9 @@ from torch import nn
 
 from glmtune.errors import GlmtuneError
 from glmtune.models.chatglm_v1.prefix_encoder import PrefixEncoder
-from glmtune.utils.io import atomic_dir, read_json
+from glmtune.models.ptuning_layout import OFFICIAL_PREFIX, PREFIX_KEY, read_ptuning_config
+from glmtune.utils.io import atomic_dir
 
-OFFICIAL_PREFIX = "transformer.prefix_encoder."
-PREFIX_KEY = OFFICIAL_PREFIX + "embedding.weight"
 # Read by the ptuning method: the v1 model hands each layer its prefix slice directly (no cache),
 # so checkpointed layers recompute with the same prefix (tests/models/test_chatglm_v1_prefix.py).
 SUPPORTS_CHECKPOINTING = True
@@ -57,18 +56,6 @@ def prefix_parameters(model: Any) -> list[nn.Parameter]:
     if model.transformer.prefix_encoder is None:
         raise GlmtuneError("the model has no P-Tuning prefix; call enable_prefix first")
     return list(model.transformer.prefix_encoder.parameters())
-
-
-def read_ptuning_config(folder: str | Path) -> dict[str, Any]:
-    """``pre_seq_len`` / ``prefix_projection`` / ``prefix_hidden_size`` of an official P-Tuning folder."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise GlmtuneError(f"{folder} is not a P-Tuning folder: no config.json")
-    cfg = read_json(path)
-    if not cfg.get("pre_seq_len"):
-        raise GlmtuneError(f"{path} has no pre_seq_len: not a P-Tuning v2 checkpoint")
-    return {"pre_seq_len": int(cfg["pre_seq_len"]), "prefix_projection": bool(cfg.get("prefix_projection")),
-            "prefix_hidden_size": cfg.get("prefix_hidden_size")}
 
 
 def load_ptuning(model: Any, folder: str | Path) -> Any:

@@ -36,9 +36,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.glm.modeling_glm import eager_attention_forward
 
 from glmtune.errors import GlmtuneError
-from glmtune.models.glm_mapping.state_map import PREFIX_KEY
+from glmtune.models.ptuning_layout import OFFICIAL_PREFIX, PREFIX_KEY, read_ptuning_config
 
-OFFICIAL_PREFIX = "transformer.prefix_encoder."
 PREFIX_DROPOUT = 0.1  # THUDM applies Dropout(0.1) to the prefix keys/values (training only)
 SUPPORTS_CHECKPOINTING = True  # read by the ptuning method: the prefix also works without a cache
 ATTN_PREFIX = "glmtune_prefix_"  # + the wrapped implementation: glmtune_prefix_sdpa / glmtune_prefix_eager
@@ -187,18 +186,6 @@ def prefix_parameters(model: Any) -> list[nn.Parameter]:
     if not isinstance(model, GlmPrefixForCausalLM):
         raise GlmtuneError("the model has no P-Tuning prefix; call enable_prefix first")
     return list(model.prefix_encoder.parameters())
-
-
-def read_ptuning_config(folder: str | Path) -> dict[str, Any]:
-    """``pre_seq_len`` / ``prefix_projection`` / ``prefix_hidden_size`` from an official ptuning folder."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise GlmtuneError(f"{folder} is not a P-Tuning folder: no config.json")
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    if not cfg.get("pre_seq_len"):
-        raise GlmtuneError(f"{path} has no pre_seq_len: not a P-Tuning v2 checkpoint")
-    return {"pre_seq_len": int(cfg["pre_seq_len"]), "prefix_projection": bool(cfg.get("prefix_projection")),
-            "prefix_hidden_size": cfg.get("prefix_hidden_size")}
 
 
 def load_prefix_state(model: Any, state: dict[str, torch.Tensor], source: str) -> None:

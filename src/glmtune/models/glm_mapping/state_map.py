@@ -14,7 +14,6 @@ from typing import Any
 
 from glmtune.errors import GlmtuneError
 
-PREFIX_KEY = "transformer.prefix_encoder.embedding.weight"
 INV_FREQ_KEY = "transformer.rotary_pos_emb.inv_freq"
 
 _LAYER = re.compile(r"^transformer\.encoder\.layers\.(\d+)\.(.+)$")
