@@ -40,3 +40,18 @@ def test_build_reuse_and_invalidate(reference, tmp_path):
     direct, report4 = build_tokenized_dataset(tok, folder, progress=False)
     assert report4.reused and len(direct) == 600
     assert "token lengths" in str(report)
+
+
+def test_everything_dropped_is_a_clear_error_and_caches_nothing(reference, tmp_path):
+    import pytest
+
+    from glmtune.errors import DataError
+
+    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
+    data = tmp_path / "d.jsonl"
+    _write(data, 5)
+    # [gMASK] sop + eos are never cut and already fill 3 tokens: nothing is left to learn
+    with pytest.raises(DataError, match=r"no training examples.*5 conversations.*all 5 dropped.*cutoff_len"):
+        build_tokenized_dataset(tok, [data], None, EncodeOptions(cutoff_len=3), cache_dir=tmp_path / "cache",
+                                progress=False)  # fmt: skip
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

@@ -214,6 +214,13 @@ def build_tokenized_dataset(
         _WORKER.clear()
     ids = [x for r in results for x in r[0]]
     labels = [x for r in results for x in r[1]]
+    if not ids:  # an empty Arrow folder cannot be loaded back: fail before caching one
+        raise DataError(
+            f"no training examples in {', '.join(map(str, paths))}: {len(rows)} conversations, all "
+            f"{sum(r[3] for r in results)} dropped by truncation (nothing left to learn); raise cutoff_len "
+            f"or max_source_length/max_target_length (now {opts.cutoff_len} / {opts.max_source_length}"
+            f"/{opts.max_target_length})"
+        )
     lengths = [len(x) for x in ids]
     stats, hist = _length_stats(lengths)
     report = TokenizeReport(

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from glmtune.errors import ConfigError, DataError
+from glmtune.errors import ConfigError
 
 log = logging.getLogger("glmtune.train")
 
@@ -73,10 +73,7 @@ def tokenize(
     dataset, report = build_tokenized_dataset(
         tokenizer, paths, template, options, cache_dir=cache_dir, num_proc=cfg.num_proc, progress=progress
     )
-    if report is not None:
-        log.info(str(report))
-    if len(dataset) == 0:
-        raise DataError(f"no training examples left after tokenizing {', '.join(paths)}")
+    log.info(str(report))
     return dataset
 
 
