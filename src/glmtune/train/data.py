@@ -34,16 +34,28 @@ def is_records_jsonl(path: Path) -> bool:
     return False
 
 
+def check_inputs(paths: list[str], key: str) -> None:
+    """Every path is a file or a tokenized folder; else a ConfigError naming ``key`` and the path."""
+    from glmtune.data.tokenized import META_FILE, is_tokenized_dir
+
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir() and not is_tokenized_dir(path):
+            raise ConfigError(f"{key}: {raw} is a folder but not a glmtune tokenized folder (no {META_FILE}); "
+                              "give data files or the output folder of 'glmtune tokenize'")  # fmt: skip
+        if not path.exists():
+            raise ConfigError(f"{key}: file not found: {raw}")
+
+
 def prepare_inputs(paths: list[str], key: str, data_format: str, work_dir: Path) -> list[str]:
     """Return paths the tokenizer step reads: records JSONL or tokenized folders; raw files are converted."""
+    check_inputs(paths, key)
     out: list[str] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir() or is_records_jsonl(path):
             out.append(str(path))
             continue
-        if not path.is_file():
-            raise ConfigError(f"{key}: file not found: {raw}")
         from glmtune.data.convert import convert_files
 
         digest = hashlib.sha256(f"{path.resolve()}|{path.stat().st_mtime_ns}|{data_format}".encode()).hexdigest()

@@ -172,6 +172,8 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
     state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: torchrun on CPU -> gloo DDP
     out = Path(cfg.output_dir)
     resume = resolve_resume(cfg.resume, out)
+    train_data.check_inputs(cfg.data_paths, "data")  # before minutes of model loading
+    train_data.check_inputs(cfg.eval_paths, "eval_data")
     with state.main_process_first():  # build the tiny base / convert / tokenize once
         if state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
