@@ -55,3 +55,21 @@ def test_everything_dropped_is_a_clear_error_and_caches_nothing(reference, tmp_p
         build_tokenized_dataset(tok, [data], None, EncodeOptions(cutoff_len=3), cache_dir=tmp_path / "cache",
                                 progress=False)  # fmt: skip
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_tokenized_folder_of_another_tokenizer_is_refused(reference, tmp_path):
+    import pytest
+
+    from glmtune.errors import DataError
+
+    data = tmp_path / "d.jsonl"
+    _write(data, 4)
+    v3 = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm3-mini")
+    build_tokenized_dataset(v3, [data], None, EncodeOptions(), output_dir=tmp_path / "tok", progress=False)
+    meta = json.loads((tmp_path / "tok" / "glmtune_tokenized.json").read_text(encoding="utf-8"))
+    assert meta["template"] == "chatglm3" and len(meta["tokenizer"]) == 64
+    again, report = build_tokenized_dataset(v3, tmp_path / "tok", progress=False)  # same tokenizer: reused
+    assert report.reused and len(again) == 4
+    v2 = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
+    with pytest.raises(DataError, match=r"tok: tokenized with another tokenizer .*chatglm3.*glmtune tokenize"):
+        build_tokenized_dataset(v2, tmp_path / "tok", progress=False)

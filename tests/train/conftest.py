@@ -35,10 +35,10 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def base_overrides(tiny_model: Path, data: Path, out: Path, **extra: object) -> list[str]:
-    """key=value overrides of a fast CPU run on the tiny model."""
+def base_overrides(model_dir: Path, data_file: Path, out: Path, **extra: object) -> list[str]:
+    """key=value overrides of a fast CPU run on the tiny model (``extra`` may replace any, data included)."""
     values: dict[str, object] = {
-        "model": str(tiny_model), "data": str(data), "output_dir": str(out), "method": "full",
+        "model": str(model_dir), "data": str(data_file), "output_dir": str(out), "method": "full",
         "max_steps": 6, "batch_size": 4, "learning_rate": 3e-3, "logging_steps": 1, "save_steps": 100,
         "cutoff_len": 96, "precision": "fp32", "report_to": "[none]", "lr_scheduler": "constant",
     }  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,30 @@ def test_bad_data_path_fails_before_the_model_is_loaded(make_cfg, monkeypatch, t
     monkeypatch.setattr(runner, "load_everything", never)
     with pytest.raises(ConfigError, match=r"eval_data: file not found: .*missing\.jsonl"):
         runner.run(make_cfg(eval_data=str(tmp_path / "missing.jsonl")))
+
+
+def _records(path: Path, n: int) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                          {"role": "assistant", "content": f"It is {2 * i}."}]} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_tokenized_folder_brings_its_own_template(make_cfg, tiny_model: Path, tmp_path: Path) -> None:
+    import glmtune
+    from glmtune.data.encode import EncodeOptions
+    from glmtune.data.tokenized import build_tokenized_dataset
+    from glmtune.train.runner import build_datasets
+
+    tok = glmtune.load_tokenizer(tiny_model)
+    folder = tmp_path / "tok"
+    build_tokenized_dataset(tok, [_records(tmp_path / "r.jsonl", 6)], "alpaca-text", EncodeOptions(),
+                            output_dir=folder, progress=False)  # fmt: skip
+    eval_file = _records(tmp_path / "dev.jsonl", 2)
+    train, dev, template = build_datasets(make_cfg(data=str(folder), eval_data=str(eval_file)), tok, "chatglm2")
+    # samples and eval data use the format the folder was tokenized in, not the family's chatglm2
+    assert template == "alpaca-text" and len(train) == 6
+    first = json.loads(eval_file.read_text(encoding="utf-8").splitlines()[0])
+    assert dev[0]["input_ids"] == glmtune.encode(tok, first["messages"], "alpaca-text", cutoff_len=96)["input_ids"]
+    with pytest.raises(ConfigError, match=r"template: 'chatglm2'.*tokenized with 'alpaca-text'"):
+        build_datasets(make_cfg(data=str(folder), template="chatglm2"), tok, "chatglm2")

@@ -22,7 +22,7 @@ from glmtune.data.encode import encode_conversation
 from glmtune.data.records import read_records
 from glmtune.data.templates import EncodeOptions, Template, resolve_template
 from glmtune.errors import DataError, GlmtuneError
-from glmtune.utils.io import atomic_dir, atomic_open
+from glmtune.utils.io import atomic_dir, atomic_open, read_json
 
 log = logging.getLogger("glmtune.data")
 META_FILE = "glmtune_tokenized.json"
@@ -155,14 +155,19 @@ def is_tokenized_dir(path: str | Path) -> bool:
     return (Path(path) / META_FILE).is_file()
 
 
+def load_meta(path: str | Path) -> dict[str, Any]:
+    """A tokenized folder's ``glmtune_tokenized.json`` (template, options, report, fingerprints)."""
+    path = Path(path)
+    if not is_tokenized_dir(path):
+        raise DataError(f"{path}: not a glmtune tokenized folder (no {META_FILE}); run 'glmtune tokenize'")
+    return read_json(path / META_FILE)
+
+
 def load_tokenized(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """A tokenized folder's dataset and its ``glmtune_tokenized.json`` metadata."""
     import datasets
 
-    path = Path(path)
-    if not is_tokenized_dir(path):
-        raise DataError(f"{path}: not a glmtune tokenized folder (no {META_FILE}); run 'glmtune tokenize'")
-    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    meta = load_meta(path)
     return datasets.load_from_disk(str(path)), meta
 
 
@@ -191,6 +196,12 @@ def build_tokenized_dataset(
         if len(paths) != 1:
             raise DataError("a tokenized folder cannot be mixed with other data files")
         dataset, meta = load_tokenized(paths[0])
+        saved = meta.get("tokenizer")  # absent in folders written before it was recorded
+        if saved is not None and saved != tokenizer_fingerprint(tokenizer):
+            raise DataError(
+                f"{paths[0]}: tokenized with another tokenizer (template {meta.get('template')!r}) than this "
+                "model's; its ids would be wrong for it: run 'glmtune tokenize --model MODEL' again"
+            )
         return dataset, TokenizeReport(**{**meta["report"], "path": str(paths[0]), "reused": True})
     for p in paths:
         if not p.is_file():
@@ -237,6 +248,7 @@ def build_tokenized_dataset(
     if target is None:
         return dataset, report
     meta = {"fingerprint": fp, "format_version": FORMAT_VERSION, "template": tpl.name, "options": opts.key(),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
             "data_files": [str(p) for p in paths], "report": {k: v for k, v in asdict(report).items()
                                                               if k not in ("path", "reused")}}
     with atomic_dir(target) as tmp:

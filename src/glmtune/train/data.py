@@ -66,6 +66,13 @@ def prepare_inputs(paths: list[str], key: str, data_format: str, work_dir: Path)
     return out
 
 
+def folder_template(paths: list[str]) -> str | None:
+    """The template a tokenized folder was encoded with (None when ``paths`` are data files)."""
+    from glmtune.data.tokenized import is_tokenized_dir, load_meta
+
+    return load_meta(paths[0]).get("template") if len(paths) == 1 and is_tokenized_dir(paths[0]) else None
+
+
 def tokenize(
     cfg: Any, tokenizer: Any, paths: list[str], template: str, cache_dir: Path | None, progress: bool = True
 ) -> Any:

@@ -125,12 +125,17 @@ def load_everything(cfg: TrainConfig) -> tuple[Any, Any, Any, str, Any]:
 
 def build_datasets(cfg: TrainConfig, tokenizer: Any, family: str) -> tuple[Any, Any, str]:
     """(train dataset, eval dataset or None, template name)."""
+    from glmtune.data.templates import resolve_template
     from glmtune.models.families import get_family
 
-    template = cfg.template or get_family(resolve_model_dir(cfg), family).default_template
     out = Path(cfg.output_dir)
     cache = out / "data"
     train_paths = train_data.prepare_inputs(cfg.data_paths, "data", cfg.data_format, cache)
+    template = train_data.folder_template(train_paths)  # a tokenized folder is already in one format
+    if template and cfg.template and resolve_template(tokenizer, cfg.template).name != template:
+        raise ConfigError(f"template: {cfg.template!r}, but data {cfg.data_paths[0]} was tokenized with "
+                          f"{template!r}; drop the template key or tokenize again")  # fmt: skip
+    template = template or cfg.template or get_family(resolve_model_dir(cfg), family).default_template
     train = train_data.tokenize(cfg, tokenizer, train_paths, template, cache / "tokenized")
     dev = None
     if cfg.eval_paths:
