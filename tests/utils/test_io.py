@@ -46,3 +46,15 @@ def test_atomic_open_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_follows_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "model") as tmp:  # e.g. an exported model other users must read
+            (tmp / "a.bin").write_bytes(b"1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
