@@ -36,8 +36,6 @@ def user_block(msg: dict[str, Any], where: str) -> str:
 
 class AlpacaTextTemplate(Template):
     name = "alpaca-text"
-    has_system = True
-    padding_side = "right"
 
     def _texts(self, messages: list[dict[str, Any]], inference: bool) -> list[tuple[str, str]]:
         """[(prompt text, reply text)] per round; the reply of an open inference round is ""."""

@@ -78,9 +78,6 @@ class Template:
     """Base class: one subclass per prompt format, registered in ``TEMPLATES``."""
 
     name: str = ""
-    has_system: bool = False
-    # pad side and pad id the collator uses for this format (None: the tokenizer's)
-    padding_side: str = "left"
 
     def build_inference(self, tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
         raise NotImplementedError

@@ -33,7 +33,6 @@ def _ids(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool
 
 class ChatTemplate(Template):
     name = "hf"
-    has_system = True
 
     def _check(self, tokenizer: Any) -> None:
         if not getattr(tokenizer, "chat_template", None):

@@ -36,10 +36,6 @@ ROLE_NAMES = {"system": "system", "user": "user", "assistant": "assistant", "too
 
 class ChatGLM3Template(Template):
     name = "chatglm3"
-    has_system = True
-
-    def __init__(self) -> None:
-        self._cache: dict[int, tuple[dict[str, int], list[int]]] = {}
 
     def _role_ids(self, tokenizer: Any) -> dict[str, int]:
         return {role: special_id(tokenizer, f"<|{role}|>", fallback) for role, fallback in ROLE_TOKENS.items()}
