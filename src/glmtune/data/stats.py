@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from glmtune.data.records import read_records
-from glmtune.errors import GlmtuneError
 from glmtune.utils.io import atomic_open
 
 COLUMNS = ("count", "mean", "std", "min", "25%", "50%", "75%", "90%", "max")
@@ -79,15 +78,9 @@ def plot(series: dict[str, list[float]], path: str | Path) -> None:
 
 
 def _token_counter(path: str) -> Callable[[str], int]:
-    """Lazy hook for the model issue's ``glmtune.load_tokenizer``; a clear error until it exists."""
-    import glmtune
+    """Tokens of a text with the tokenizer of checkpoint folder ``path`` (no special tokens)."""
+    from glmtune import load_tokenizer
 
-    try:
-        load_tokenizer = glmtune.load_tokenizer
-    except AttributeError:
-        raise GlmtuneError(
-            "--tokenizer needs glmtune.load_tokenizer, which this version does not have yet"
-        ) from None
     tokenizer = load_tokenizer(path)
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
 
