@@ -161,8 +161,7 @@ def save_outputs(cfg: TrainConfig, trainer: Any, method: Any, tokenizer: Any) ->
     if trainer.is_deepspeed_enabled:
         trainer.save_model(str(out / "deepspeed_weights"))  # gathers ZeRO-3 shards
     if trainer.args.should_save:
-        method.save(model, out, tokenizer)
-        tokenizer.save_pretrained(str(out))
+        method.save(model, out, tokenizer)  # weights/adapter, adapter note and tokenizer
         with atomic_open(out / CONFIG_NAME) as fh:
             yaml.safe_dump(to_dict(cfg), fh, allow_unicode=True, sort_keys=False)
     trainer.accelerator.wait_for_everyone()
