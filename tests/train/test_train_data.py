@@ -58,3 +58,88 @@ def test_tokenized_folder_brings_its_own_template(make_cfg, tiny_model: Path, tm
     assert dev[0]["input_ids"] == glmtune.encode(tok, first["messages"], "alpaca-text", cutoff_len=96)["input_ids"]
     with pytest.raises(ConfigError, match=r"template: 'chatglm2'.*tokenized with 'alpaca-text'"):
         build_datasets(make_cfg(data=str(folder), template="chatglm2"), tok, "chatglm2")
+
+
+def _two_turn(path: Path, n: int) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"Name capital number {i}."},
+                          {"role": "assistant", "content": f"Capital {i} is a city with a long answer."},
+                          {"role": "user", "content": "And its river?"},
+                          {"role": "assistant", "content": f"River {i}."}]} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "encode_kwargs"),
+    [
+        ({}, {"multi_turn": "all", "cutoff_len": 96}),
+        ({"multi_turn": "split"}, {"multi_turn": "split", "cutoff_len": 96}),
+        ({"multi_turn": "last", "train_on_prompt": "true"}, {"multi_turn": "last", "train_on_prompt": True,
+                                                             "cutoff_len": 96}),
+        ({"max_source_length": 12, "max_target_length": 6, "multi_turn": "last", "truncate_side": "left"},
+         {"multi_turn": "last", "max_source_length": 12, "max_target_length": 6, "truncate_side": "left"}),
+        ({"cutoff_len": 40, "template": "alpaca-text"}, {"cutoff_len": 40, "template": "alpaca-text"}),
+    ],
+)  # fmt: skip
+def test_config_encoding_options_reach_the_encoder(make_cfg, tiny_model, tmp_path, extra, encode_kwargs) -> None:
+    import glmtune
+    from glmtune.data.encode import encode_all
+    from glmtune.train.runner import build_datasets
+
+    tok = glmtune.load_tokenizer(tiny_model)
+    data = _two_turn(tmp_path / "two.jsonl", 3)
+    train, dev, template = build_datasets(make_cfg(data=str(data), **extra), tok, "chatglm2")
+    kwargs = dict(encode_kwargs)
+    expected_template = kwargs.pop("template", "chatglm2")
+    expected = [ex for line in data.read_text(encoding="utf-8").splitlines()
+                for ex in encode_all(tok, json.loads(line)["messages"], expected_template, **kwargs)]
+    assert template == expected_template and dev is None
+    assert list(train["input_ids"]) == [e["input_ids"] for e in expected]
+    assert list(train["labels"]) == [e["labels"] for e in expected]
+    assert list(train["length"]) == [len(e["input_ids"]) for e in expected]
+
+
+def test_val_size_split_is_seeded_and_partitions_the_examples(make_cfg, tiny_model, tmp_path) -> None:
+    import glmtune
+    from glmtune.train.runner import build_datasets
+
+    tok = glmtune.load_tokenizer(tiny_model)
+    data = str(_records(tmp_path / "r.jsonl", 20))
+    train, dev, _ = build_datasets(make_cfg(data=data, val_size=0.25), tok, "chatglm2")
+    again_train, again_dev, _ = build_datasets(make_cfg("again", data=data, val_size=0.25), tok, "chatglm2")
+    _, other_dev, _ = build_datasets(make_cfg("other", data=data, val_size=0.25, seed=7), tok, "chatglm2")
+    assert (len(train), len(dev)) == (15, 5)
+    assert list(dev["input_ids"]) == list(again_dev["input_ids"])
+    assert list(train["input_ids"]) == list(again_train["input_ids"])
+    assert sorted(map(tuple, dev["input_ids"])) != sorted(map(tuple, other_dev["input_ids"]))
+    everything = sorted(map(tuple, [*train["input_ids"], *dev["input_ids"]]))
+    assert everything == sorted(tuple(e["input_ids"]) for e in _encode_file(tok, tmp_path / "r.jsonl"))
+    _, fixed_dev, _ = build_datasets(make_cfg("fixed", data=data, val_size=3), tok, "chatglm2")
+    assert len(fixed_dev) == 3
+    with pytest.raises(ConfigError, match=r"val_size: cannot put 20 of 20 examples in the dev split"):
+        build_datasets(make_cfg("all", data=data, val_size=20), tok, "chatglm2")
+
+
+def _encode_file(tok, path: Path, cutoff_len: int = 96) -> list[dict]:
+    import glmtune
+
+    return [glmtune.encode(tok, json.loads(line)["messages"], cutoff_len=cutoff_len)
+            for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_explicit_eval_data_wins_over_val_size_and_packing_packs_train_only(make_cfg, tiny_model, tmp_path) -> None:
+    import glmtune
+    from glmtune.train.runner import build_datasets
+
+    tok = glmtune.load_tokenizer(tiny_model)
+    data, dev_file = _records(tmp_path / "r.jsonl", 12), _two_turn(tmp_path / "dev.jsonl", 2)
+    cfg = make_cfg(data=str(data), eval_data=str(dev_file), val_size=4, packing="true", cutoff_len=90)
+    train, dev, _ = build_datasets(cfg, tok, "chatglm2")
+    expected_dev = [e["input_ids"] for e in _encode_file(tok, dev_file, 90)]
+    assert list(dev["input_ids"]) == expected_dev  # eval_data, not a split, encoded with the config's options
+    assert expected_dev != [e["input_ids"] for e in _encode_file(tok, dev_file, 64)]
+    singles = _encode_file(tok, data, 90)  # about 40 tokens each: two per packed row
+    lens = list(train["seq_lens"])
+    assert all(sum(row) == n <= 90 for row, n in zip(lens, train["length"]))
+    assert sorted(n for row in lens for n in row) == sorted(len(e["input_ids"]) for e in singles)  # all 12, once
+    assert len(train) == 6
