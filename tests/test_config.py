@@ -87,3 +87,13 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     assert load_config(Rates, None, ["lr=5e-2"]).lr == 5e-2
     with pytest.raises(ConfigError, match="lr: expected a number"):
         load_config(Rates, None, ["lr=fast"])
+
+
+def test_field_docs_lists_nested_keys():
+    from glmtune.config import field_docs
+
+    docs = field_docs(Outer)
+    assert docs == {"name": "str", "method": "'lora' | 'full'", "steps": "int | null", "flag": "bool",
+                    "inner": "Inner", "inner.r": "int", "inner.alpha": "float", "inner.targets": "list"}  # fmt: skip
+    assert field_docs(WithOptional) == {"inner": "Inner | null", "inner.r": "int", "inner.alpha": "float",
+                                        "inner.targets": "list"}  # fmt: skip

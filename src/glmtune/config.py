@@ -175,7 +175,14 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> type string, for ``--help``-style listings."""
+def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
+    """Key -> type string for ``--help``-style listings; a nested block's keys follow it (``lora.r``)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: _type_name(hints[f.name]) for f in dataclasses.fields(cls)}
+    docs: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        docs[prefix + f.name] = _type_name(tp)
+        for arg in get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,):
+            if dataclasses.is_dataclass(arg):
+                docs.update(field_docs(arg, f"{prefix}{f.name}."))  # type: ignore[arg-type]
+    return docs

@@ -54,3 +54,6 @@ def test_list_keys(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for key in ("model", "method", "data", "eval_data", "cutoff_len", "resume", "rope_scaling", "lora", "ptuning"):
         assert re.search(rf"^{key}: ", proc.stdout, re.M), key
+    # nested keys too, so lora.r=16-style overrides can be discovered
+    for line in ("lora.r: int", "rope_scaling.factor: float", "ptuning.pre_seq_len: int"):
+        assert re.search(rf"^{re.escape(line)}$", proc.stdout, re.M), line
