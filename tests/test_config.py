@@ -97,3 +97,10 @@ def test_field_docs_lists_nested_keys():
                     "inner": "Inner", "inner.r": "int", "inner.alpha": "float", "inner.targets": "list"}  # fmt: skip
     assert field_docs(WithOptional) == {"inner": "Inner | null", "inner.r": "int", "inner.alpha": "float",
                                         "inner.targets": "list"}  # fmt: skip
+
+
+def test_non_string_yaml_key_is_named(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: run\n1: x\n")  # YAML reads 1 as an int key
+    with pytest.raises(ConfigError, match=r"unknown config key '1'; allowed keys: flag, inner"):
+        load_config(Outer, p)

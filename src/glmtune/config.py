@@ -137,7 +137,7 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     unknown = [k for k in data if k not in fields]
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix + unknown[0]!r}; allowed keys: {', '.join(sorted(fields))}"
+            f"unknown config key {f'{prefix}{unknown[0]}'!r}; allowed keys: {', '.join(sorted(fields))}"
         )
     kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
     try:
