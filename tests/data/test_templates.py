@@ -121,6 +121,18 @@ def test_system_message_without_slot_is_an_error(reference, gen):
         glmtune.encode(tok(reference, gen), [{"role": "system", "content": "x"}, *conv(1)])
 
 
+@pytest.mark.parametrize(("gen", "template"), [("chatglm", None), ("chatglm2", None), ("chatglm2", "alpaca-text")])
+def test_empty_system_message_is_ignored(reference, gen, template):
+    # converters keep a blank system turn (sharegpt/messages rows); it says nothing, so it must not
+    # fail a template without a system slot, nor put a stray blank preamble into alpaca-text
+    t = tok(reference, gen)
+    for blank in ("", "  "):
+        empty = [{"role": "system", "content": blank}]
+        assert glmtune.encode(t, [*empty, *conv(3)], template=template) == glmtune.encode(t, conv(3), template=template)
+        query = [*conv(1), {"role": "user", "content": Q[1]}]
+        assert glmtune.build_chat_input(t, [*empty, *query], template) == glmtune.build_chat_input(t, query, template)
+
+
 def test_truncation_keeps_eos_and_counts(reference):
     t = tok(reference, "chatglm2")
     long = [{"role": "user", "content": "讲一个故事。" * 20}, {"role": "assistant", "content": "从前有座山。" * 30}]

@@ -1,6 +1,6 @@
 """``alpaca-text`` for base models: ``### Instruction:`` / ``### Input:`` / ``### Response:`` plain text.
 
-A system message becomes the preamble paragraph. A user message may carry a separate ``input``
+A system message becomes the preamble paragraph (a blank one is ignored). A user message may carry a separate ``input``
 field (rendered under ``### Input:``); converted records usually hold instruction and input joined
 in ``content``. Each reply ends with the tokenizer's eos so a base model learns to stop.
 """
@@ -46,7 +46,8 @@ class AlpacaTextTemplate(Template):
             if role == "system":
                 if i != 0:
                     raise DataError(f"field '{where}.role': template 'alpaca-text' takes a system message first only")
-                pending += content_of(msg, where) + "\n\n"
+                system = content_of(msg, where)
+                pending += f"{system}\n\n" if system.strip() else ""  # a blank system message adds nothing
             elif role == "user":
                 pending += ("\n\n" if rounds else "") + user_block(msg, where)
             elif role == "assistant":

@@ -139,8 +139,9 @@ def content_of(msg: dict[str, Any], where: str) -> str:
 
 
 def reject_system(template: str, messages: list[dict[str, Any]]) -> None:
+    """A template without a system slot refuses a system message that says something (a blank one is skipped)."""
     for i, msg in enumerate(messages):
-        if msg.get("role") == "system":
+        if msg.get("role") == "system" and content_of(msg, f"messages[{i}]").strip():
             raise DataError(
                 f"field 'messages[{i}].role': template {template!r} has no system slot; "
                 "drop the system message or use a template with one (chatglm3, glm4, hf, alpaca-text)"
@@ -164,6 +165,8 @@ def user_assistant_pairs(
     query: str | None = None
     for i, msg in enumerate(messages):
         role = msg.get("role")
+        if role == "system":  # blank (reject_system refused the others)
+            continue
         where = f"messages[{i}]"
         expected = "user" if query is None else "assistant"
         if role != expected:
