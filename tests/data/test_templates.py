@@ -150,6 +150,20 @@ def test_truncation_keeps_eos_and_counts(reference):
     assert glmtune.encode(tok(reference, "chatglm3"), long, cutoff_len=3) is None
 
 
+def test_long_prompt_never_leaves_an_answer_of_just_eos(reference):
+    # cutoff_len 64 and an 18k-token prompt: the proportional split gives the 43-token answer 0 tokens;
+    # learning eos right after the prompt would teach the model to answer long inputs with nothing
+    t = tok(reference, "chatglm2")
+    long = [{"role": "user", "content": "讲一个很长的故事。" * 3000}, {"role": "assistant", "content": "从前有座山。" * 8}]
+    res = encode_conversation(t, long, cutoff_len=64)
+    assert res.examples == [] and res.dropped == 1 and res.truncated == 1
+    shorter = encode_conversation(t, [{"role": "user", "content": "讲一个很长的故事。" * 300}, long[1]], cutoff_len=64)
+    (ex,) = shorter.examples  # a share of the answer fits: kept, closed by eos
+    learned = [x for x in ex["labels"] if x != I]
+    assert len(ex["input_ids"]) == 64 and learned[-1] == 2 and learned[:-1] == enc(t, long[1]["content"])[: len(learned) - 1]
+    assert len(learned) > 1
+
+
 def test_options_are_checked():
     with pytest.raises(GlmtuneError):
         glmtune.encode(None, conv(1), template="chatglm2", multi_turn="every")

@@ -8,7 +8,8 @@ Rules (the same for every template):
   official scripts do; "left" keeps the most recent context) and the answer keeps its head.
   ``max_source_length``/``max_target_length`` use the template's official budgets; ``cutoff_len``
   splits what the fixed tokens leave: a short answer (< half) is kept whole, else a short prompt
-  is, else both are cut in proportion to their lengths.
+  is, else both are cut in proportion to their lengths; when the answer's share rounds to no token
+  the example is dropped (its stop token alone would teach an empty reply).
 - Multi-answer layouts (``multi_turn="all"``) and the ChatGLM3 official limit
   (``max_input_length + max_output_length + 1`` on the whole sequence) cut the tail: the reply the
   cut falls in (or the last complete one before it) is closed by eos; later turns are dropped.
@@ -97,6 +98,8 @@ def truncate(layout: Layout, template: Template, opts: EncodeOptions, eos: int) 
     if budget < 1:
         return [], True
     src, tgt = _split_budget(budget, prompt, answer)
+    if tgt == 0 and answer > 0:  # only the stop token would be learned: an empty reply to a long prompt
+        return [], True
     _cut_segments(layout, PROMPT, src, opts.truncate_side)
     _cut_segments(layout, ANSWER, tgt, "right")
     return layout, True
