@@ -73,3 +73,24 @@ def test_tokenized_folder_of_another_tokenizer_is_refused(reference, tmp_path):
     v2 = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
     with pytest.raises(DataError, match=r"tok: tokenized with another tokenizer .*chatglm3.*glmtune tokenize"):
         build_tokenized_dataset(v2, tmp_path / "tok", progress=False)
+
+
+def test_fingerprint_follows_the_encoding_code(reference, tmp_path, monkeypatch):
+    # glmtune's version string does not change with every fix to a template or to truncation, so the
+    # cache key covers the encoding source itself: a changed rule must never reuse stale ids
+    from glmtune.data import tokenized
+
+    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
+    data = tmp_path / "d.jsonl"
+    _write(data, 3)
+    assert any(p.name == "truncation.py" for p in tokenized.encoding_sources())
+    assert any(p.parent.name == "templates" for p in tokenized.encoding_sources())
+    fake = tmp_path / "rule.py"
+    fake.write_text("RULE = 1\n")
+    monkeypatch.setattr(tokenized, "encoding_sources", lambda: [fake])
+    tokenized.code_fingerprint.cache_clear()
+    before = tokenized.fingerprint(tok, [data], "chatglm2", EncodeOptions())
+    fake.write_text("RULE = 2\n")
+    tokenized.code_fingerprint.cache_clear()
+    assert tokenized.fingerprint(tok, [data], "chatglm2", EncodeOptions()) != before
+    tokenized.code_fingerprint.cache_clear()

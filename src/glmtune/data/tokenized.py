@@ -2,12 +2,13 @@
 
 The folder (``save_to_disk`` layout plus ``glmtune_tokenized.json``) holds ``input_ids``, ``labels``
 and ``length``. Its fingerprint covers the data files' contents, the tokenizer files, the template,
-the encoding options and the glmtune version, so ``train`` reuses it and never re-tokenizes
-unchanged data. Encoding runs in forked worker processes that inherit the tokenizer (no pickling).
+the encoding options, the glmtune version and the encoding source code, so ``train`` reuses it and
+never re-tokenizes unchanged data. Encoding runs in forked worker processes that inherit the tokenizer (no pickling).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -84,10 +85,30 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return h.hexdigest()
 
 
+def encoding_sources() -> list[Path]:
+    """glmtune's source files that decide the ids and labels (templates, truncation, tokenizers)."""
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "data" / "encode.py", root / "data" / "truncation.py"]
+    for folder in (root / "data" / "templates", root / "models" / "tokenization"):
+        files += sorted(folder.glob("*.py"))
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of :func:`encoding_sources`: a fix to an encoding rule invalidates cached folders."""
+    h = hashlib.sha256()
+    for path in encoding_sources():
+        h.update(path.name.encode())
+        _hash_file(path, h)
+    return h.hexdigest()
+
+
 def fingerprint(tokenizer: Any, data_paths: Sequence[str | Path], template: str, options: EncodeOptions) -> str:
     from glmtune import __version__
 
     h = hashlib.sha256(json.dumps([FORMAT_VERSION, __version__, template, options.key()], sort_keys=True).encode())
+    h.update(code_fingerprint().encode())
     h.update(tokenizer_fingerprint(tokenizer).encode())
     for path in data_paths:
         _hash_file(Path(path), h)
