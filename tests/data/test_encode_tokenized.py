@@ -94,3 +94,19 @@ def test_fingerprint_follows_the_encoding_code(reference, tmp_path, monkeypatch)
     tokenized.code_fingerprint.cache_clear()
     assert tokenized.fingerprint(tok, [data], "chatglm2", EncodeOptions()) != before
     tokenized.code_fingerprint.cache_clear()
+
+
+def test_encoding_error_names_file_and_line(reference, tmp_path):
+    import pytest
+
+    from glmtune.errors import DataError
+
+    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    tool = {"messages": [{"role": "user", "content": "weather?"}, {"role": "tool", "content": "sunny"},
+                         {"role": "assistant", "content": "It is sunny."}]}  # fmt: skip
+    data = tmp_path / "d.jsonl"
+    data.write_text(f"{json.dumps(good)}\n\n{json.dumps(tool)}\n", encoding="utf-8")  # a blank line 2
+    with pytest.raises(DataError, match=r"d\.jsonl:3: field 'messages\[1\]\.role': template 'chatglm2' needs "
+                                        r"alternating user/assistant turns \(expected assistant, got 'tool'\)"):
+        build_tokenized_dataset(tok, [data], None, EncodeOptions(), progress=False)

@@ -84,15 +84,20 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
                 raise DataError(f"{path}:{lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read and validate a converted JSONL file (the output of ``glmtune convert``)."""
+def numbered_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a converted JSONL file, validated; errors name FILE:LINE."""
     records = []
     for lineno, record in iter_jsonl(path):
         try:
             validate_record(record)
         except RowError as exc:
             raise DataError(f"{path}:{lineno}: {exc}") from None
-        records.append(record)
+        records.append((lineno, record))
     if not records:
         raise DataError(f"{path}: no records")
     return records
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate a converted JSONL file (the output of ``glmtune convert``)."""
+    return [record for _, record in numbered_records(path)]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from glmtune.data.encode import encode_conversation
-from glmtune.data.records import read_records
+from glmtune.data.records import numbered_records
 from glmtune.data.templates import EncodeOptions, Template, resolve_template
 from glmtune.errors import DataError, GlmtuneError
 from glmtune.utils.io import atomic_dir, atomic_open, read_json
@@ -237,7 +237,7 @@ def build_tokenized_dataset(
             return dataset, TokenizeReport(**{**meta["report"], "path": str(target), "reused": True})
 
     start = time.perf_counter()
-    rows = [(f"{p}: record {i + 1}", rec) for p in paths for i, rec in enumerate(read_records(p))]
+    rows = [(f"{p}:{line}", rec) for p in paths for line, rec in numbered_records(p)]
     chunks = [rows[i: i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
     _WORKER.update(tokenizer=tokenizer, template=tpl, options=opts)
     try:
