@@ -9,7 +9,7 @@ memory-mapped where possible. Family-agnostic: the v1 and v2/v3 loaders both use
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,26 +64,35 @@ def _load_bin(path: Path) -> dict[str, Any]:
     return data
 
 
-def iter_file_tensors(path: str | Path, dtype: Any = None) -> Iterator[tuple[str, Any]]:
-    """(key, tensor) of one weight file; floating tensors are cast to ``dtype`` when given."""
+def iter_file_tensors(path: str | Path, dtype: Any = None,
+                      skip: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Any]]:
+    """(key, tensor) of one weight file; floating tensors are cast to ``dtype`` when given.
+
+    Keys for which ``skip(key)`` is true are dropped before they are read or cast (a tied 6B output
+    layer would otherwise be materialised in the target dtype only to be thrown away).
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             for key in fh.keys():
-                yield key, _cast(fh.get_tensor(key), dtype)
+                if skip is None or not skip(key):
+                    yield key, _cast(fh.get_tensor(key), dtype)
         return
     data = _load_bin(path)
     for key in list(data):
         tensor = data.pop(key)
-        yield key, _cast(tensor, dtype)
+        if skip is None or not skip(key):
+            yield key, _cast(tensor, dtype)
+        del tensor
 
 
-def iter_checkpoint_tensors(folder: str | Path, dtype: Any = None) -> Iterator[tuple[str, Any]]:
-    """(key, tensor) for every tensor of a checkpoint folder, one shard at a time."""
+def iter_checkpoint_tensors(folder: str | Path, dtype: Any = None,
+                            skip: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Any]]:
+    """(key, tensor) for every tensor of a checkpoint folder, one shard at a time (see ``iter_file_tensors``)."""
     for path in checkpoint_files(folder):
-        yield from iter_file_tensors(path, dtype)
+        yield from iter_file_tensors(path, dtype, skip)
 
 
 def checkpoint_shapes(folder: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
