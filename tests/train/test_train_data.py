@@ -116,7 +116,7 @@ def test_val_size_split_is_seeded_and_partitions_the_examples(make_cfg, tiny_mod
     assert everything == sorted(tuple(e["input_ids"]) for e in _encode_file(tok, tmp_path / "r.jsonl"))
     _, fixed_dev, _ = build_datasets(make_cfg("fixed", data=data, val_size=3), tok, "chatglm2")
     assert len(fixed_dev) == 3
-    with pytest.raises(ConfigError, match=r"val_size: cannot put 20 of 20 examples in the dev split"):
+    with pytest.raises(ConfigError, match=r"val_size: cannot put 20 of 20 conversations in the dev split"):
         build_datasets(make_cfg("all", data=data, val_size=20), tok, "chatglm2")
 
 
@@ -143,3 +143,19 @@ def test_explicit_eval_data_wins_over_val_size_and_packing_packs_train_only(make
     assert all(sum(row) == n <= 90 for row, n in zip(lens, train["length"]))
     assert sorted(n for row in lens for n in row) == sorted(len(e["input_ids"]) for e in singles)  # all 12, once
     assert len(train) == 6
+
+
+def test_val_size_keeps_each_conversation_on_one_side(make_cfg, tiny_model, tmp_path) -> None:
+    # multi_turn=split makes 2 examples per conversation; splitting examples would put turn 1 of a
+    # conversation in dev and turn 2 (whose prompt holds turn 1's answer) in train: a leaking eval
+    import glmtune
+    from glmtune.train.runner import build_datasets
+
+    tok = glmtune.load_tokenizer(tiny_model)
+    data = str(_two_turn(tmp_path / "two.jsonl", 10))
+    for seed in (1, 2, 3, 42):
+        train, dev, _ = build_datasets(make_cfg(f"s{seed}", data=data, multi_turn="split", val_size=0.2, seed=seed),
+                                       tok, "chatglm2")  # fmt: skip
+        assert (len(train), len(dev)) == (16, 4)  # 2 of 10 conversations (val_size counts rows)
+        assert not set(train["conversation"]) & set(dev["conversation"])
+        assert sorted(dev["conversation"])[::2] == sorted(dev["conversation"])[1::2]

@@ -1,7 +1,7 @@
 """Converted JSONL -> a cached, fingerprinted ``datasets`` Arrow folder of training examples.
 
-The folder (``save_to_disk`` layout plus ``glmtune_tokenized.json``) holds ``input_ids``, ``labels``
-and ``length``. Its fingerprint covers the data files' contents, the tokenizer files, the template,
+The folder (``save_to_disk`` layout plus ``glmtune_tokenized.json``) holds ``input_ids``, ``labels``,
+``length`` and ``conversation`` (the input row each example came from). Its fingerprint covers the data files' contents, the tokenizer files, the template,
 the encoding options, the glmtune version and the encoding source code, so ``train`` reuses it and
 never re-tokenizes unchanged data. Encoding runs in forked worker processes that inherit the tokenizer (no pickling).
 """
@@ -116,10 +116,14 @@ def fingerprint(tokenizer: Any, data_paths: Sequence[str | Path], template: str,
     return h.hexdigest()
 
 
-def _encode_chunk(chunk: list[tuple[str, dict[str, Any]]]) -> tuple[list[list[int]], list[list[int]], int, int]:
+_Row = tuple[str, int, dict[str, Any]]  # (FILE:LINE, conversation index, record)
+
+
+def _encode_chunk(chunk: list[_Row]) -> tuple[list[list[int]], list[list[int]], list[int], int, int]:
+    """(input_ids, labels, conversation index) per example, then the truncated and dropped counts."""
     tok, tpl, opts = _WORKER["tokenizer"], _WORKER["template"], _WORKER["options"]
-    ids, labels, truncated, dropped = [], [], 0, 0
-    for where, record in chunk:
+    ids, labels, convs, truncated, dropped = [], [], [], 0, 0
+    for where, conv, record in chunk:
         try:
             enc = encode_conversation(tok, record["messages"], tpl, opts)
         except GlmtuneError as exc:
@@ -129,7 +133,8 @@ def _encode_chunk(chunk: list[tuple[str, dict[str, Any]]]) -> tuple[list[list[in
         for ex in enc.examples:
             ids.append(ex["input_ids"])
             labels.append(ex["labels"])
-    return ids, labels, truncated, dropped
+            convs.append(conv)
+    return ids, labels, convs, truncated, dropped
 
 
 def _length_stats(lengths: list[int]) -> tuple[dict[str, float], dict[str, int]]:
@@ -152,7 +157,7 @@ def _length_stats(lengths: list[int]) -> tuple[dict[str, float], dict[str, int]]
     return stats, hist
 
 
-def _run(chunks: list[list[tuple[str, dict[str, Any]]]], num_proc: int, progress: bool, total: int) -> list[Any]:
+def _run(chunks: list[list[_Row]], num_proc: int, progress: bool, total: int) -> list[Any]:
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="conv", desc="tokenizing", disable=not progress)
@@ -237,19 +242,20 @@ def build_tokenized_dataset(
             return dataset, TokenizeReport(**{**meta["report"], "path": str(target), "reused": True})
 
     start = time.perf_counter()
-    rows = [(f"{p}:{line}", rec) for p in paths for line, rec in numbered_records(p)]
+    records = [(f"{p}:{line}", rec) for p in paths for line, rec in numbered_records(p)]
+    rows = [(where, i, rec) for i, (where, rec) in enumerate(records)]
     chunks = [rows[i: i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
     _WORKER.update(tokenizer=tokenizer, template=tpl, options=opts)
     try:
         results = _run(chunks, max(1, num_proc), progress, len(rows))
     finally:
         _WORKER.clear()
-    ids = [x for r in results for x in r[0]]
-    labels = [x for r in results for x in r[1]]
+    ids, labels, convs = ([x for r in results for x in r[k]] for k in range(3))
+    truncated, dropped = sum(r[3] for r in results), sum(r[4] for r in results)
     if not ids:  # an empty Arrow folder cannot be loaded back: fail before caching one
         raise DataError(
             f"no training examples in {', '.join(map(str, paths))}: {len(rows)} conversations, all "
-            f"{sum(r[3] for r in results)} dropped by truncation (nothing left to learn); raise cutoff_len "
+            f"{dropped} dropped by truncation (nothing left to learn); raise cutoff_len "
             f"or max_source_length/max_target_length (now {opts.cutoff_len} / {opts.max_source_length}"
             f"/{opts.max_target_length})"
         )
@@ -257,15 +263,17 @@ def build_tokenized_dataset(
     stats, hist = _length_stats(lengths)
     report = TokenizeReport(
         fingerprint=fp, path=str(target) if target else None, conversations=len(rows), examples=len(ids),
-        truncated=sum(r[2] for r in results), dropped=sum(r[3] for r in results),
+        truncated=truncated, dropped=dropped,
         seconds=round(time.perf_counter() - start, 3), lengths=stats, histogram=hist,
     )
     features = datasets.Features({
         "input_ids": datasets.Sequence(datasets.Value("int32")),
         "labels": datasets.Sequence(datasets.Value("int32")),
         "length": datasets.Value("int32"),
+        "conversation": datasets.Value("int32"),  # which input conversation (for splits that keep them whole)
     })
-    dataset = datasets.Dataset.from_dict({"input_ids": ids, "labels": labels, "length": lengths}, features=features)
+    columns = {"input_ids": ids, "labels": labels, "length": lengths, "conversation": convs}
+    dataset = datasets.Dataset.from_dict(columns, features=features)
     if target is None:
         return dataset, report
     meta = {"fingerprint": fp, "format_version": FORMAT_VERSION, "template": tpl.name, "options": opts.key(),

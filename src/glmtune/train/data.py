@@ -97,15 +97,26 @@ def tokenize(
 
 
 def split_val(dataset: Any, val_size: float | int, seed: int) -> tuple[Any, Any]:
-    """Seeded (train, dev) split of a tokenized dataset; dev is None when ``val_size`` is 0."""
+    """Seeded (train, dev) split of a tokenized dataset; dev is None when ``val_size`` is 0.
+
+    ``val_size`` counts conversations (input rows): all examples of one conversation land on the same
+    side, so a dev answer never appears as training context (``multi_turn: split``, ChatGLM-6B).
+    A folder without the ``conversation`` column is split by example.
+    """
+    import random
+
     if not val_size:
         return dataset, None
-    n = len(dataset)
+    convs = dataset["conversation"] if "conversation" in dataset.column_names else range(len(dataset))
+    ids = sorted(set(convs))
+    n = len(ids)
     n_dev = max(1, round(n * val_size)) if isinstance(val_size, float) else int(val_size)
     if not 0 < n_dev < n:
-        raise ConfigError(f"val_size: cannot put {n_dev} of {n} examples in the dev split")
-    parts = dataset.train_test_split(test_size=n_dev, seed=seed, shuffle=True)
-    return parts["train"], parts["test"]
+        raise ConfigError(f"val_size: cannot put {n_dev} of {n} conversations in the dev split")
+    dev = set(random.Random(seed).sample(ids, n_dev))
+    in_dev = [c in dev for c in convs]
+    return (dataset.select([i for i, d in enumerate(in_dev) if not d]),
+            dataset.select([i for i, d in enumerate(in_dev) if d]))  # fmt: skip
 
 
 def pack(dataset: Any, cutoff_len: int | None) -> Any:
