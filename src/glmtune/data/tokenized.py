@@ -27,7 +27,7 @@ from glmtune.utils.io import atomic_dir, atomic_open, read_json
 
 log = logging.getLogger("glmtune.data")
 META_FILE = "glmtune_tokenized.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: + conversation column
 _CHUNK = 256
 _WORKER: dict[str, Any] = {}
 
