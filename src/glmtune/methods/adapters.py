@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from glmtune.errors import GlmtuneError
+from glmtune.methods.base import read_adapter_info
 from glmtune.methods.lora import read_lora_config
 from glmtune.methods.ptuning import (
     PREFIX_KEY,
@@ -45,10 +46,48 @@ def adapter_kind(path: str | Path) -> AdapterKind:
             return "ptuning"
         raise GlmtuneError(f"{folder}: config.json has pre_seq_len={settings['pre_seq_len']} but no weight file "
                            f"holds {PREFIX_KEY} (found {files})")
+    method = read_adapter_info(folder).get("method")
+    if method in ("full", "freeze"):
+        raise GlmtuneError(f"{folder} holds a whole model fine-tuned with method {method}, not an adapter: "
+                           f"load it on its own with glmtune.load_model({str(folder)!r})")
     raise GlmtuneError(
         f"{folder} is not an adapter: expected adapter_config.json (LoRA) or config.json with pre_seq_len "
         f"and {PREFIX_KEY} (P-Tuning v2); found {files}"
     )
+
+
+def adapter_note(path: str | Path) -> str | None:
+    """``"a LoRA adapter for BASE"`` when folder ``path`` holds only an adapter (not a model), else None."""
+    folder = Path(path)
+    lora = read_lora_config(folder)
+    if lora and not _has_weights(folder):  # a merged model saved beside its adapter is a model
+        kind = "LoRA adapter"
+    elif ptuning_settings(folder) and _prefix_only(folder):
+        kind = "P-Tuning v2 prefix"
+    else:
+        return None
+    info = read_adapter_info(folder)
+    base = info.get("base_model") or lora.get("base_model_name_or_path")
+    return f"a {kind} for base model {base}" if base else f"a {kind}"
+
+
+def _has_weights(folder: Path) -> bool:
+    from glmtune.models.checkpoint_io import checkpoint_files
+
+    try:
+        return bool(checkpoint_files(folder))
+    except GlmtuneError:
+        return False
+
+
+def _prefix_only(folder: Path) -> bool:
+    from glmtune.models.checkpoint_io import checkpoint_shapes
+
+    try:
+        keys = checkpoint_shapes(folder)
+    except GlmtuneError:
+        return False
+    return bool(keys) and all(k.startswith("transformer.prefix_encoder.") for k in keys)
 
 
 def attach_adapter(model: Any, path: str | Path, is_trainable: bool = False) -> Any:

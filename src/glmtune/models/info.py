@@ -108,12 +108,20 @@ def tokenizer_lines(path: Path, family: str) -> list[str]:
 
 def describe(path: str | Path) -> dict[str, Any]:
     """Everything ``glmtune info`` prints, as a dict."""
+    from glmtune.methods.adapters import adapter_note
+    from glmtune.methods.base import read_adapter_info
     from glmtune.models.checkpoint_io import checkpoint_shapes
     from glmtune.models.families import FAMILIES, detect_family, read_folder_configs
 
     folder = Path(path)
     config, _ = read_folder_configs(folder)
-    family = detect_family(folder)
+    adapter = adapter_note(folder)
+    try:
+        family = detect_family(folder)
+    except GlmtuneError:
+        family = read_adapter_info(folder).get("family") if adapter else None
+        if family not in FAMILIES:
+            raise
     try:
         shapes: dict[str, Any] | None = checkpoint_shapes(folder)
         dtypes = sorted({d for k, (_, d) in shapes.items() if not k.endswith("inv_freq")})
@@ -128,7 +136,9 @@ def describe(path: str | Path) -> dict[str, Any]:
         "config_dtype": config.get("torch_dtype") or config.get("dtype"), "vocab_size": vocab,
         "config_special_ids": {k: config.get(f"{k}_token_id") for k in ("bos", "eos", "pad")
                                if config.get(f"{k}_token_id") is not None},
-        "context_length": context, "loadable": loadable(folder, family, config, shapes),
+        "context_length": context, "adapter": adapter,
+        "loadable": (f"no (it holds {adapter}: glmtune.load_model(BASE, adapter={str(folder)!r}))" if adapter
+                     else loadable(folder, family, config, shapes)),
     }
 
 
@@ -145,6 +155,7 @@ def main(argv: list[str]) -> int:
     lines = [
         f"path: {info['path']}",
         f"family: {info['family']} ({info['description']})",
+        *([f"adapter: {info['adapter']}"] if info["adapter"] else []),
         f"model_type: {info['model_type']}",
         f"parameters: {params}",
         f"dtype: {', '.join(info['dtype'])} (config: {info['config_dtype']})",

@@ -38,6 +38,7 @@ def load_model(
     """
     if quantization not in QUANTIZATIONS:
         raise GlmtuneError(f"quantization {quantization!r} is not allowed; choose one of: none, 4bit, 8bit")
+    _refuse_adapter_folder(path)
     fam = get_family(path, family)
     model = fam.load_model(path, dtype=dtype, device_map=device_map, quantization=quantization, **kwargs)
     if adapter is not None:
@@ -45,3 +46,15 @@ def load_model(
 
         model = attach_adapter(model, adapter)
     return model
+
+
+def _refuse_adapter_folder(path: str | Path) -> None:
+    """An adapter output folder passed as the model fails naming the way to load it."""
+    if not Path(path).is_dir():
+        return
+    from glmtune.methods.adapters import adapter_note
+
+    note = adapter_note(path)
+    if note:
+        raise GlmtuneError(f"{path} holds {note}, not a model: load it with "
+                           f"glmtune.load_model(BASE, adapter={str(path)!r})")
