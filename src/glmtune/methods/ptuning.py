@@ -77,23 +77,10 @@ def ptuning_settings(folder: str | Path) -> dict[str, Any] | None:
 
 
 def has_prefix_weights(folder: str | Path) -> bool:
-    """True when one of the folder's weight files holds the official prefix tensor."""
-    from glmtune.models.checkpoint_io import checkpoint_files
+    """True when one of the folder's weight files holds the official prefix tensor (headers / mmap only)."""
+    from glmtune.models.checkpoint_io import checkpoint_shapes
 
-    for path in checkpoint_files(folder):
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as fh:
-                if PREFIX_KEY in fh.keys():
-                    return True
-        else:
-            import torch
-
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            if PREFIX_KEY in state:
-                return True
-    return False
+    return PREFIX_KEY in checkpoint_shapes(folder)
 
 
 @METHODS.register("ptuning")
