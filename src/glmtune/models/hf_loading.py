@@ -19,7 +19,7 @@ def load_model(path: str | Path, dtype: Any = None, device_map: Any = None, quan
     """``AutoModelForCausalLM.from_pretrained`` with glmtune's dtype policy and bitsandbytes settings."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from glmtune.models.glm_mapping.loading import target_dtype
+    from glmtune.models.dtypes import target_dtype
     from glmtune.models.quantization import bnb_config, fix_cpu_4bit
 
     if kwargs.pop("trust_remote_code", False):

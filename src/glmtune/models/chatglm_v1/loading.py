@@ -40,7 +40,7 @@ def load_model(
     ``pre_seq_len`` adds a fresh P-Tuning v2 prefix (kept if the checkpoint has one);
     ``rope_scaling`` is ``{"type": "linear"|"dynamic", "factor": F}``.
     """
-    from glmtune.models.glm_mapping.loading import target_dtype
+    from glmtune.models.dtypes import target_dtype
 
     if kwargs.pop("trust_remote_code", False):
         raise GlmtuneError("trust_remote_code is never used by glmtune")

@@ -17,23 +17,6 @@ from glmtune.models.families import detect_family, read_folder_configs
 FAMILIES = ("chatglm2", "chatglm3")
 
 
-def target_dtype(dtype: Any, device_map: Any, config: dict[str, Any]) -> Any:
-    """``dtype=None``: float32 on the CPU, the checkpoint's ``torch_dtype`` when placed on a GPU."""
-    from glmtune.models.dtypes import resolve_dtype
-
-    if dtype is None and _wants_gpu(device_map):
-        return resolve_dtype(config.get("torch_dtype") or "float32")
-    return resolve_dtype(dtype)
-
-
-def _wants_gpu(device_map: Any) -> bool:
-    if device_map is None:
-        return False
-    text = str(device_map)
-    return "cuda" in text or text == "auto" or isinstance(device_map, int) or (
-        isinstance(device_map, dict) and any(str(v) not in ("cpu", "disk") for v in device_map.values()))
-
-
 def load_model(path: str | Path, dtype: Any = None, device_map: Any = None, quantization: str | None = None,
                family: str | None = None, rope_scaling: dict[str, Any] | None = None,
                attn_implementation: str | None = None, **kwargs: Any) -> Any:
@@ -52,6 +35,7 @@ def load_model(path: str | Path, dtype: Any = None, device_map: Any = None, quan
     family = family or detect_family(folder)
     if family not in FAMILIES:
         raise GlmtuneError(f"{folder} is a {family} checkpoint; the GLM mapping handles {', '.join(FAMILIES)}")
+    from glmtune.models.dtypes import target_dtype
     from glmtune.models.glm_mapping.config_map import to_glm_config
 
     dtype_t = target_dtype(dtype, device_map, config)
