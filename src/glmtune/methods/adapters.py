@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from glmtune.errors import GlmtuneError
-from glmtune.methods.base import read_adapter_info
+from glmtune.methods.base import is_quantized, read_adapter_info
 from glmtune.methods.lora import read_lora_config
 from glmtune.methods.ptuning import (
     PREFIX_KEY,
@@ -112,6 +112,6 @@ def merge_adapter(model: Any) -> Any:
         raise GlmtuneError(
             f"{type(model).__name__} has no LoRA adapter to merge (a P-Tuning prefix cannot be merged into weights)"
         )
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+    if is_quantized(model):
         raise GlmtuneError("cannot merge LoRA into a 4/8-bit base; load the base unquantised, attach, then merge")
     return model.merge_and_unload()

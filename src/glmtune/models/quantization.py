@@ -36,11 +36,6 @@ def bnb_config(quantization: str | None, compute_dtype: Any) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(SKIP_MODULES))
 
 
-def is_quantized(model: Any) -> bool:
-    """True when ``model`` was loaded with bitsandbytes (it cannot be exported as is)."""
-    return bool(getattr(model, "is_quantized", False) or getattr(model, "quantization_method", None))
-
-
 def fix_cpu_4bit(model: Any) -> Any:
     """Keep bitsandbytes' CPU fast path off for 4-bit layers whose shape it cannot pack.
 

@@ -9,7 +9,6 @@ THUDM checkpoints is dropped on load (Glm computes it from the config) and writt
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from glmtune.errors import GlmtuneError
@@ -61,14 +60,6 @@ def to_glm(key: str, tensor: Any, glm_config: Any) -> list[tuple[str, Any]]:
             attn = base + "self_attn."
             return [(attn + f"q_proj.{kind}", q), (attn + f"k_proj.{kind}", k), (attn + f"v_proj.{kind}", v)]
     raise GlmtuneError(f"unexpected weight {key!r} in a ChatGLM2/3 checkpoint; the GLM mapping does not know it")
-
-
-def iter_glm(items: Iterable[tuple[str, Any]], glm_config: Any) -> Iterator[tuple[str, Any]]:
-    """Map a stream of THUDM tensors to Glm tensors (P-Tuning prefix weights are skipped)."""
-    for key, tensor in items:
-        if key.startswith("transformer.prefix_encoder."):
-            continue
-        yield from to_glm(key, tensor, glm_config)
 
 
 def to_chatglm(state: dict[str, Any], glm_config: Any, with_inv_freq: bool = True) -> dict[str, Any]:
