@@ -8,7 +8,9 @@ import pytest
 import torch
 from methods_helpers import changed, make_cfg, snapshot, train_step
 
+from glmtune.errors import GlmtuneError
 from glmtune.methods import get_method
+from glmtune.methods.adapters import merge_adapter
 
 IDS = torch.tensor([[1001, 1003, 857, 163, 812, 253]])
 
@@ -32,6 +34,14 @@ def test_train_save_and_load_with_adapter(reference: Path, tmp_path: Path, name:
         trained = model(input_ids=IDS).logits
         reloaded = glmtune.load_model(base, adapter=tmp_path / "out", **method.model_load_kwargs(cfg))
         torch.testing.assert_close(reloaded(input_ids=IDS).logits, trained, atol=1e-6, rtol=0)
+    if name == "qlora":
+        with pytest.raises(GlmtuneError, match="cannot merge LoRA into a 4/8-bit base"):
+            merge_adapter(reloaded)
+        return
+    merged = merge_adapter(reloaded)
+    assert type(merged).__name__ == "GlmForCausalLM" and not any(".lora_" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=IDS).logits, trained, atol=1e-5, rtol=0)
 
 
 FAMILY_OF = {"chatglm-tiny": "chatglm", "chatglm2-tiny": "chatglm2", "chatglm3-tiny": "chatglm3"}
@@ -42,7 +52,6 @@ FAMILY_OF = {"chatglm-tiny": "chatglm", "chatglm2-tiny": "chatglm2", "chatglm3-t
 def test_whole_model_output_reloads_on_its_own(reference: Path, tmp_path: Path, name: str, method_name: str) -> None:
     """A full/freeze output_dir is a model: same family, same logits through glmtune.load_model, not an adapter."""
     import glmtune
-    from glmtune.errors import GlmtuneError
     from glmtune.models.info import describe
 
     base, family = reference / "models" / name, FAMILY_OF[name]
@@ -67,7 +76,6 @@ def test_whole_model_output_reloads_on_its_own(reference: Path, tmp_path: Path, 
 @pytest.mark.parametrize("method_name,kind", [("lora", "LoRA adapter"), ("ptuning", "P-Tuning v2 prefix")])
 def test_adapter_output_is_not_a_model(reference: Path, tmp_path: Path, method_name: str, kind: str) -> None:
     import glmtune
-    from glmtune.errors import GlmtuneError
     from glmtune.models.info import describe
 
     base = reference / "models" / "chatglm2-tiny"
