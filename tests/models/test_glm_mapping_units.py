@@ -109,7 +109,8 @@ def test_quantized_load_runs_forward(thudm, base, quantization):
     out = logits(model)
     assert torch.isfinite(out).all() and (out - logits(base)).abs().max() < 0.5
     seq = model.generate(input_ids=IDS, max_new_tokens=2, do_sample=False)
-    assert seq.shape == (1, IDS.shape[1] + 2)
+    assert seq.shape == (1, IDS.shape[1] + 2) and torch.equal(seq[:, :IDS.shape[1]], IDS)
+    assert seq[0, IDS.shape[1]] == out[0, -1].argmax()  # greedy from the quantised model's own logits
 
 
 @pytest.mark.parametrize("field,value", [
