@@ -19,8 +19,7 @@ def test_info_every_reference_folder(reference, capsys):
         out = capsys.readouterr().out
         for label in ("family:", "parameters:", "dtype:", "vocab size (model):", "context length:", "loadable:"):
             assert label in out, (folder, label)
-        if folder.name.startswith(("chatglm2", "chatglm3")):
-            assert "loadable: yes" in out, out
+        assert "loadable: yes" in out, out  # every family, v1 included, checked on names and shapes
 
 
 @pytest.mark.parametrize("name,family,params,context", [
@@ -46,3 +45,20 @@ def test_info_tokenizer_ids(reference, capsys):
 def test_info_missing_folder(tmp_path, capsys):
     assert cli(["info", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"inner_hidden_size": 96}, "transformer.layers.0.mlp.dense_h_to_4h.weight: shape (160, 64) does not fit the config"),
+    ({"num_layers": 3}, "the checkpoint lacks ['transformer.layers.2."),
+])
+def test_info_v1_checks_weights_against_the_config(reference, tmp_path, capsys, change, reason):
+    """A v1 folder whose config does not match its weights is not loadable (it said yes on any weights)."""
+    import shutil
+
+    src = reference / "models" / "chatglm-tiny"
+    config = json.loads((src / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    shutil.copy(src / "pytorch_model.bin", tmp_path / "pytorch_model.bin")
+    assert cli(["info", str(tmp_path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["family"] == "chatglm" and info["loadable"].startswith(f"no ({reason}"), info["loadable"]

@@ -56,6 +56,30 @@ def _check_chatglm(config: dict[str, Any], family: str, shapes: dict[str, Any]) 
         raise GlmtuneError(f"the checkpoint lacks {sorted(wanted)[:3]}")
 
 
+def _check_v1(config: dict[str, Any], shapes: dict[str, Any]) -> None:
+    """The ChatGLM-6B weights a v1 config implies, against the checkpoint's names and shapes."""
+    import torch
+
+    from glmtune.models.chatglm_v1.configuration import config_from_thudm
+    from glmtune.models.chatglm_v1.modeling import ChatGLMV1ForCausalLM
+
+    v1_config = config_from_thudm(config)
+    with torch.device("meta"):
+        model = ChatGLMV1ForCausalLM(v1_config)
+    prefix = "transformer.prefix_encoder."  # optional: a fresh prefix is initialised when absent
+    wanted = {k: tuple(p.shape) for k, p in model.named_parameters() if not k.startswith(prefix)}
+    if v1_config.tie_word_embeddings:
+        wanted.pop("lm_head.weight", None)
+    for key, (shape, _) in shapes.items():
+        if key.endswith("inv_freq") or key.startswith(prefix) or (
+                key == "lm_head.weight" and v1_config.tie_word_embeddings):
+            continue
+        if wanted.pop(key, None) != tuple(shape):
+            raise GlmtuneError(f"{key}: shape {tuple(shape)} does not fit the config")
+    if wanted:
+        raise GlmtuneError(f"the checkpoint lacks {sorted(wanted)[:3]}")
+
+
 def loadable(path: Path, family: str, config: dict[str, Any], shapes: dict[str, Any] | None) -> str:
     """'yes' or 'no (reason)'."""
     from glmtune.models.families import get_family
@@ -67,12 +91,13 @@ def loadable(path: Path, family: str, config: dict[str, Any], shapes: dict[str, 
         module = target.split(":")[0]
         if family in ("chatglm2", "chatglm3") and config.get("model_type") == "chatglm":
             _check_chatglm(config, family, shapes)
+        elif family == "chatglm":
+            _check_v1(config, shapes)
         else:
             importlib.import_module(module)
-            if family not in ("chatglm",):
-                from transformers import AutoConfig
+            from transformers import AutoConfig
 
-                AutoConfig.from_pretrained(str(path), trust_remote_code=False)
+            AutoConfig.from_pretrained(str(path), trust_remote_code=False)
     except ImportError as exc:
         return f"no (the {family} loader is not available: {exc})"
     except (GlmtuneError, ValueError, KeyError, OSError) as exc:
