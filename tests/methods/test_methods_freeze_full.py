@@ -89,3 +89,32 @@ def test_full_refuses_adapters(tiny) -> None:
         from glmtune.methods.adapters import merge_adapter
 
         merge_adapter(tiny)
+
+
+def test_save_replaces_an_earlier_result_in_the_same_folder(tiny, tiny_dir: Path, tmp_path: Path) -> None:
+    """Re-running into one output_dir: the previous method's weights must not shadow or outlive the new ones."""
+    import shutil
+
+    import glmtune
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_log.jsonl").write_text("{}\n")
+    shutil.copy(tiny_dir / "config.json", out / "config.json")  # an earlier sharded full result
+    (out / "model.safetensors.index.json").write_text('{"weight_map": {"x": "model-00001-of-00002.safetensors"}}')
+    (out / "model-00001-of-00002.safetensors").write_bytes(b"old")
+    (out / "adapter_config.json").write_text('{"peft_type": "LORA"}')  # and an earlier LoRA adapter
+    method = get_method("full")
+    model = method.apply(tiny, make_cfg("full"))
+    train_step(model)
+    method.save(model, out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "generation_config.json", "glmtune_adapter.json", "model.safetensors", "train_log.jsonl"]
+    torch.testing.assert_close(logits(glmtune.load_model(out)), logits(model), atol=0, rtol=0)
+
+    lora = get_method("lora")  # now a LoRA run into the same folder: no stale full model stays loadable
+    lora.save(lora.apply(glmtune.load_model(tiny_dir, family="chatglm2"), make_cfg()), out)
+    assert not (out / "model.safetensors").exists() and not (out / "config.json").exists()
+    assert (out / "adapter_model.safetensors").is_file() and (out / "train_log.jsonl").read_text() == "{}\n"
+    with pytest.raises(GlmtuneError, match="holds a LoRA adapter"):
+        glmtune.load_model(out)

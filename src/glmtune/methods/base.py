@@ -138,12 +138,22 @@ def write_adapter_info(folder: Path, model: Any, method: str, **extra: Any) -> N
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+# what a method's save writes; a result from an earlier run in the same folder must not outlive it
+# (a stale model.safetensors.index.json would win over a new model.safetensors, a stale full model
+# would load where a LoRA adapter now is)
+RESULT_FILES = ("config.json", "generation_config.json", ADAPTER_INFO, "adapter_config.json",
+                "adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
+                "model.safetensors.index.json", "model-*-of-*.safetensors", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin")
+
+
 @contextlib.contextmanager
-def output_folder(output_dir: str | Path) -> Iterator[Path]:
+def output_folder(output_dir: str | Path, replaces: tuple[str, ...] = ()) -> Iterator[Path]:
     """A temp folder whose files land in ``output_dir`` only if the block succeeds.
 
     A new ``output_dir`` appears in one rename (``atomic_dir``). An existing one (a run folder with
-    logs and checkpoints) is kept: each written file is renamed into it, replacing its old version.
+    logs and checkpoints) is kept: each written file is renamed into it, replacing its old version,
+    then its files matching a ``replaces`` pattern that the block did not write are removed.
     """
     out = Path(output_dir)
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -155,11 +165,15 @@ def output_folder(output_dir: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp
+        written = {entry.name for entry in tmp.iterdir()}
         for entry in sorted(tmp.iterdir()):
             target = out / entry.name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             os.replace(entry, target)
+        for stale in {p for pattern in replaces for p in out.glob(pattern)}:
+            if stale.name not in written and stale.is_file():
+                stale.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -168,7 +182,7 @@ def output_folder(output_dir: str | Path) -> Iterator[Path]:
 def method_output(output_dir: str | Path, model: Any, method: str, tokenizer: Any = None) -> Iterator[Path]:
     """``output_folder`` for a method's result: the block writes the weights, then the adapter note and
     the tokenizer follow, so every saved folder says how it was made and loads on its own."""
-    with output_folder(output_dir) as tmp:
+    with output_folder(output_dir, replaces=RESULT_FILES) as tmp:
         yield tmp
         write_adapter_info(tmp, model, method)
         if tokenizer is not None:
