@@ -34,3 +34,13 @@ def test_block_causal_mask():
     m = block_causal_mask([[2, 1]], 4)[0, 0]
     allowed = (m == 0).int().tolist()
     assert allowed == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+
+
+def test_hf_family_trains_on_right_padding_even_with_a_left_padding_tokenizer():
+    hf = SimpleNamespace(glmtune_family="glm4", pad_token_id=0, eos_token_id=2, padding_side="left")
+    batch = Collator(hf, pad_to_multiple_of=4)([{"input_ids": [7, 8], "labels": [-100, 8]},
+                                                {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}])
+    assert batch["input_ids"].tolist() == [[7, 8, 0, 0], [5, 6, 7, 0]]
+    assert batch["labels"].tolist() == [[-100, 8, -100, -100], [-100, 6, 7, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 0]]
+    assert "position_ids" not in batch

@@ -1,9 +1,9 @@
 """Batch collation: dynamic padding (to a multiple of 8) on the family's side, and packed rows.
 
-Unpacked batches are padded to the longest example on the tokenizer's ``padding_side`` (left for
-every ChatGLM generation, as their tokenizers and ``chat()`` do; right padding would train equally
-well with masks, but left keeps training batches shaped like inference ones) with the tokenizer's
-pad id (v1: 3, v2/v3: 0); labels are padded with -100. ChatGLM2/3 also get ``position_ids``
+Unpacked batches are padded to the longest example: ChatGLM families on the tokenizer's
+``padding_side`` (left, as their tokenizers and ``chat()`` do, so training batches are shaped like
+inference ones), glm4/hf always on the right (no position shift); with the tokenizer's pad id
+(v1: 3, v2/v3: 0); labels are padded with -100. ChatGLM2/3 also get ``position_ids``
 (0 on pads, 0.. on tokens, as their tokenizer gives them); v1 gets a 2-D ``attention_mask`` from
 which the v1 model builds its own 4-D masks and 2-D positions on the real tokens.
 
@@ -56,7 +56,11 @@ class Collator:
         self.mask_dtype = mask_dtype
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
-        self.side = getattr(tokenizer, "padding_side", "right") or "right"
+        # ChatGLM models get their positions from the tokenizer layout (left, like chat()); any other
+        # causal LM trains on right padding: trailing pads are never attended to, and absolute-position
+        # models would otherwise see positions shifted by the pad count.
+        chatglm = self.family in ("chatglm", "chatglm2", "chatglm3")
+        self.side = (getattr(tokenizer, "padding_side", "left") or "left") if chatglm else "right"
         self.config = config
         if self.family == "chatglm" and config is None:
             self.config = SimpleNamespace(
