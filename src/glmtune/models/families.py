@@ -29,7 +29,6 @@ class Family:
     tokenizer_loader: str  # "module:function" taking (path, **kwargs)
     model_loader: str  # "module:function" taking (path, dtype=, device_map=, quantization=, **kwargs)
     default_template: str
-    padding_side: str = "left"
     priority: int = 0  # higher is checked first
 
     def load_tokenizer(self, path: str | Path, **kwargs: Any) -> Any:
