@@ -58,3 +58,19 @@ def test_atomic_dir_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
+
+
+def test_atomic_dir_normalises_private_files_from_libraries(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "sub").mkdir(mode=0o700)
+            weights = tmp / "sub" / "model.safetensors"
+            weights.write_bytes(b"x")
+            os.chmod(weights, 0o600)  # what safetensors' own temp-file write leaves
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model" / "sub").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "model" / "sub" / "model.safetensors").stat().st_mode & 0o777 == 0o644

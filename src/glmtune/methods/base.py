@@ -19,7 +19,7 @@ from typing import Any
 
 from glmtune.errors import GlmtuneError
 from glmtune.registry import Registry
-from glmtune.utils.io import atomic_dir
+from glmtune.utils.io import atomic_dir, follow_umask
 
 log = logging.getLogger("glmtune.methods")
 
@@ -165,6 +165,7 @@ def output_folder(output_dir: str | Path, replaces: tuple[str, ...] = ()) -> Ite
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp
+        follow_umask(tmp)
         written = {entry.name for entry in tmp.iterdir()}
         for entry in sorted(tmp.iterdir()):
             target = out / entry.name

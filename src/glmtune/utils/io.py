@@ -44,6 +44,17 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
         raise
 
 
+def follow_umask(folder: Path) -> None:
+    """Give what was written under ``folder`` normal permissions: libraries that write through their
+    own temp files (safetensors, transformers' save_pretrained) leave weights readable by the owner only."""
+    mask = _umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp folder beside ``path``; it replaces ``path`` only if the block succeeds."""
@@ -53,6 +64,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is a normal folder
     try:
         yield tmp
+        follow_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
