@@ -6,10 +6,14 @@ often the largest tensor of a fine-tuning step. Here the model runs with ``logit
 from the final hidden states through the output layer ``chunk`` tokens at a time. Each chunk is
 wrapped in ``torch.utils.checkpoint`` so its logits are recomputed in backward instead of stored.
 
-Supported: models whose forward accepts ``logits_to_keep`` and whose last ``hidden_states`` entry
-is the input of ``get_output_embeddings()``; that is transformers' ``GlmForCausalLM`` (ChatGLM2,
-ChatGLM3, GLM-4 in glmtune) and most modern transformers causal LMs (Llama, Qwen2, ...), also under
-peft LoRA. Not supported: glmtune's ChatGLM-6B v1 module and peft prefix tuning; use
+Supported: models whose forward honours ``logits_to_keep`` and whose last ``hidden_states`` entry
+is the input of ``get_output_embeddings()``: every ChatGLM generation in glmtune -- transformers'
+``GlmForCausalLM`` (ChatGLM2, ChatGLM3, GLM-4) and glmtune's ChatGLM-6B v1 module (130k vocabulary;
+its masks and 2-D positions are still derived from ``input_ids``, or taken from a packed 4-D mask),
+plain and under peft LoRA; v1 also with glmtune's P-Tuning v2 prefix (it feeds each layer its prefix
+directly) -- and most modern transformers causal LMs (Llama, Qwen2, ...). Not supported: peft
+prompt-learning wrappers (peft prefix/prompt tuning) and any model that ignores ``logits_to_keep``:
+those raise ``GlmtuneError`` rather than silently computing the full logits; use
 ``chunked_loss: false`` there.
 """
 
@@ -86,11 +90,18 @@ def chunked_causal_lm_loss(
         outputs = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False)
     except TypeError as exc:
         raise GlmtuneError(f"chunked_loss is not supported by this model ({exc}); set chunked_loss: false") from None
-    hidden = outputs.hidden_states[-1]
+    logits = getattr(outputs, "logits", None)
+    hidden = outputs.hidden_states[-1] if getattr(outputs, "hidden_states", None) else None
+    if logits is None or logits.shape[-2] > 1 or hidden is None or hidden.shape[:2] != labels.shape[:2]:
+        raise GlmtuneError(
+            f"chunked_loss is not supported by {type(model).__name__}: its forward ignores "
+            "logits_to_keep=1 or output_hidden_states=True, or adds positions of its own (prompt learning); "
+            "set chunked_loss: false"
+        )
     total, count = chunked_cross_entropy(hidden, labels, _output_layer(model), chunk)
     denom = num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1)
     if isinstance(denom, torch.Tensor):
         denom = denom.to(total.device)
     # keep the (unused) last-position logits in the graph so DDP sees every parameter used
-    loss = total / denom + 0.0 * outputs.logits.sum()
+    loss = total / denom + 0.0 * logits.sum()
     return loss, outputs

@@ -209,11 +209,28 @@ class ChatGLMV1ForCausalLM(V1GenerationMixin, ChatGLMV1PreTrainedModel, Generati
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-            shift_labels = labels[:, 1:].to(logits.device).reshape(-1)
-            loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+            loss = _shifted_lm_loss(logits, labels, kwargs.get("num_items_in_batch"))
         return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
                                       hidden_states=out.hidden_states)
+
+
+def _shifted_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: Any = None
+) -> torch.Tensor:
+    """Mean CE of next tokens (labels != -100); over ``num_items_in_batch`` when the Trainer passes it.
+
+    The Trainer sees ``**kwargs`` in ``forward`` and so does not divide by gradient-accumulation steps
+    itself: the sum over ``num_items_in_batch`` (as transformers' own causal LMs do) keeps accumulated
+    steps token-weighted, and matches ``glmtune.train.loss.chunked_causal_lm_loss``.
+    """
+    shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+    shift_labels = labels[:, 1:].to(logits.device).reshape(-1)
+    if num_items_in_batch is None:
+        return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+    total = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
+    if isinstance(num_items_in_batch, torch.Tensor):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
 
 
 def register_auto() -> None:
