@@ -3,8 +3,9 @@
 The model is built on the meta device and filled tensor by tensor, shard by shard, in the target
 dtype (a 6B fp16 checkpoint never needs a float32 copy). Tied ``lm_head.weight`` is taken from the
 embedding whatever shard holds it; ``rotary_emb.inv_freq`` buffers are ignored (recomputed).
-Quantised loads ("4bit"/"8bit") go through transformers' bitsandbytes integration with the read
-state dict (``from_pretrained(None, state_dict=...)``), the LM head left unquantised.
+Quantised loads ("4bit"/"8bit") stream too, each weight quantised as it arrives
+(``quantization.load_quantized``), the LM head left unquantised; only multi-device plans hand
+transformers the whole read state dict.
 """
 
 from __future__ import annotations
@@ -129,14 +130,27 @@ def fresh_prefix(encoder: nn.Module, device: Any, dtype: Any) -> None:
 
 def _load_quantized(folder: Path, config: ChatGLMV1Config, dtype: Any, device_map: Any,
                     quantization: str) -> ChatGLMV1ForCausalLM:
-    from glmtune.models.quantization import bnb_config, fix_cpu_4bit
+    from glmtune.models.checkpoint_io import checkpoint_shapes
+    from glmtune.models.quantization import load_quantized, load_quantized_dispatched
 
-    state = dict(_tensors(folder, config, dtype))
-    if config.pre_seq_len and not any(k.startswith(PREFIX_PARAMS) for k in state):
+    _check_prefix(config, checkpoint_shapes(folder))  # headers only: refuse before reading any weight
+    device = _single_device(device_map)
+    if device is None:
+        state = dict(_tensors(folder, config, dtype))
+        return load_quantized_dispatched(ChatGLMV1ForCausalLM, config, state.items(), quantization, dtype, device_map)
+    with torch.device("meta"):
+        model = ChatGLMV1ForCausalLM(config)
+    seen = load_quantized(model, _tensors(folder, config, dtype), quantization, dtype, device)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.transformer.word_embeddings.weight
+        seen.add("lm_head.weight")
+    missing = sorted(set(dict(model.named_parameters())) - seen)
+    if missing:
+        raise GlmtuneError(f"{folder}: the checkpoint lacks {len(missing)} weight(s), e.g. {missing[:3]}")
+    return model
+
+
+def _check_prefix(config: ChatGLMV1Config, keys: Any) -> None:
+    if config.pre_seq_len and not any(k.startswith(PREFIX_PARAMS) for k in keys):
         raise GlmtuneError("a fresh P-Tuning prefix cannot be added while loading quantised; "
                            "load, then call chatglm_v1.prefix.enable_prefix")
-    model = ChatGLMV1ForCausalLM.from_pretrained(
-        None, config=config, state_dict=state, quantization_config=bnb_config(quantization, dtype),
-        dtype=dtype, device_map=device_map if device_map is not None else "cpu",
-    )
-    return fix_cpu_4bit(model)

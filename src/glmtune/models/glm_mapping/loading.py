@@ -2,8 +2,9 @@
 
 The model is built on the meta device and filled shard by shard: each THUDM tensor is read, cast
 to the target dtype, mapped (q/k/v split) and assigned, so the peak memory is about one shard plus
-the model in the target dtype. Quantised loads go through transformers' bitsandbytes integration
-with the mapped state dict (``from_pretrained(None, state_dict=...)``).
+the model in the target dtype. Quantised loads stream the same way, each mapped weight quantised
+as it arrives (``quantization.load_quantized``); only multi-device plans hand transformers the
+whole mapped state dict.
 """
 
 from __future__ import annotations
@@ -124,13 +125,22 @@ def _single_device(device_map: Any) -> Any:
 
 def _load_quantized(folder: Path, glm_config: Any, dtype: Any, device_map: Any, quantization: str,
                     prefix_state: dict[str, Any]) -> Any:
+    import torch
+    from accelerate import init_empty_weights
     from transformers import GlmForCausalLM
 
-    from glmtune.models.quantization import bnb_config, fix_cpu_4bit
+    from glmtune.models.quantization import load_quantized, load_quantized_dispatched
 
-    state = dict(_mapped(folder, glm_config, dtype, prefix_state))
-    model = GlmForCausalLM.from_pretrained(
-        None, config=glm_config, state_dict=state, quantization_config=bnb_config(quantization, dtype),
-        dtype=dtype, device_map=device_map if device_map is not None else "cpu",
-    )
-    return fix_cpu_4bit(model)
+    tensors = _mapped(folder, glm_config, dtype, prefix_state)
+    device = _single_device(device_map)
+    if device_map == "auto" and torch.cuda.device_count() <= 1:  # one device: stream onto it
+        device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        return load_quantized_dispatched(GlmForCausalLM, glm_config, tensors, quantization, dtype, device_map)
+    with init_empty_weights():
+        model = GlmForCausalLM(glm_config)
+    seen = load_quantized(model, tensors, quantization, dtype, device)
+    missing = sorted(set(dict(model.named_parameters())) - seen)
+    if missing:
+        raise GlmtuneError(f"{folder}: the checkpoint lacks {len(missing)} weight(s), e.g. {missing[:3]}")
+    return model
