@@ -159,3 +159,38 @@ def test_val_size_keeps_each_conversation_on_one_side(make_cfg, tiny_model, tmp_
         assert (len(train), len(dev)) == (16, 4)  # 2 of 10 conversations (val_size counts rows)
         assert not set(train["conversation"]) & set(dev["conversation"])
         assert sorted(dev["conversation"])[::2] == sorted(dev["conversation"])[1::2]
+
+
+def test_every_encoding_option_is_a_train_config_key() -> None:
+    # glmtune train and glmtune tokenize build EncodeOptions from the same field names
+    import dataclasses
+
+    from glmtune.data.templates import EncodeOptions
+    from glmtune.data.tokenize_cmd import parser
+    from glmtune.train.config import TrainConfig
+
+    options = {f.name for f in dataclasses.fields(EncodeOptions)} - {"extra"}
+    assert options <= {f.name for f in dataclasses.fields(TrainConfig)}
+    args = parser().parse_args(["--model", "m", "--data", "d", "-o", "o"])
+    assert options <= set(vars(args))
+
+
+@pytest.mark.parametrize("learn_tools", [True, False])
+def test_train_on_observation_reaches_the_encoder(make_cfg, reference, tmp_path, learn_tools) -> None:
+    import glmtune
+    from glmtune.data.encode import encode_all
+    from glmtune.train.runner import build_datasets
+
+    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm3-mini")
+    messages = [{"role": "user", "content": "北京天气？"},
+                {"role": "assistant", "content": "查询中"},
+                {"role": "tool", "content": "{\"temp\": 20}"},
+                {"role": "assistant", "content": "20 度。"}]  # fmt: skip
+    data = tmp_path / "tools.jsonl"
+    data.write_text(json.dumps({"messages": messages}, ensure_ascii=False) + "\n", encoding="utf-8")
+    cfg = make_cfg(data=str(data), template="chatglm3", train_on_observation=learn_tools)
+    train, _, _ = build_datasets(cfg, tok, "chatglm3")
+    (expected,) = encode_all(tok, messages, "chatglm3", cutoff_len=96, train_on_observation=learn_tools)
+    assert list(train["labels"]) == [expected["labels"]]
+    (other,) = encode_all(tok, messages, "chatglm3", cutoff_len=96, train_on_observation=not learn_tools)
+    assert other["labels"] != expected["labels"]  # the option really changes what is learned

@@ -22,7 +22,8 @@ def parser() -> argparse.ArgumentParser:
                    help="prompt truncation: right keeps the head (official), left keeps the tail")
     p.add_argument("--round-prompt-always", action="store_true",
                    help="chatglm: '[Round 0]' prompt even without history (official ptuning with a history column)")
-    p.add_argument("--no-train-on-observation", action="store_true", help="chatglm3: do not learn tool results")
+    p.add_argument("--no-train-on-observation", dest="train_on_observation", action="store_false",
+                   help="chatglm3: do not learn tool results")
     p.add_argument("--num-proc", type=int, default=2, help="worker processes")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -33,16 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from glmtune.data.tokenized import build_tokenized_dataset
     from glmtune.models.loading import load_tokenizer
 
-    options = EncodeOptions(
-        multi_turn=args.multi_turn,
-        train_on_prompt=args.train_on_prompt,
-        cutoff_len=args.cutoff_len,
-        max_source_length=args.max_source_length,
-        max_target_length=args.max_target_length,
-        truncate_side=args.truncate_side,
-        round_prompt_always=args.round_prompt_always,
-        train_on_observation=not args.no_train_on_observation,
-    )
+    options = EncodeOptions.from_settings(args)
     tokenizer = load_tokenizer(args.model)
     _, report = build_tokenized_dataset(
         tokenizer, args.data, args.template, options, num_proc=args.num_proc, output_dir=args.output,

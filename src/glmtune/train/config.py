@@ -53,6 +53,8 @@ class TrainConfig:
     max_source_length: int | None = None  # ChatGLM-style prompt budget (with max_target_length)
     max_target_length: int | None = None  # ChatGLM-style answer budget
     truncate_side: Literal["left", "right"] = "right"  # which end of an over-long prompt is cut
+    round_prompt_always: bool = False  # chatglm (v1): '[Round 0]' prompt without history (official ptuning)
+    train_on_observation: bool = True  # chatglm3: learn tool-result turns, as finetune_hf.py does
     packing: bool = False  # concatenate examples into cutoff_len blocks (no padding waste)
     group_by_length: bool = True  # batch examples of similar length (less padding); ignored with packing
     num_proc: int = 1  # processes for tokenizing

@@ -81,14 +81,7 @@ def tokenize(
     from glmtune.data.tokenized import build_tokenized_dataset
 
     official = cfg.max_source_length is not None
-    options = EncodeOptions(
-        multi_turn=cfg.multi_turn,
-        train_on_prompt=cfg.train_on_prompt,
-        cutoff_len=None if official else cfg.cutoff_len,
-        max_source_length=cfg.max_source_length,
-        max_target_length=cfg.max_target_length,
-        truncate_side=cfg.truncate_side,
-    )
+    options = EncodeOptions.from_settings(cfg, cutoff_len=None if official else cfg.cutoff_len)
     dataset, report = build_tokenized_dataset(
         tokenizer, paths, template, options, cache_dir=cache_dir, num_proc=cfg.num_proc, progress=progress
     )

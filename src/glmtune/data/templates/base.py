@@ -7,6 +7,7 @@ generic (``glmtune.data.truncation``), so a template only says *where* tokens go
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,14 @@ class EncodeOptions:
     # chatglm3: learn observation (tool result) turns as finetune_hf.py does.
     train_on_observation: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, source: Any, **overrides: Any) -> EncodeOptions:
+        """Options read by field name from ``source`` (a TrainConfig, an argparse namespace), so the
+        train config and ``glmtune tokenize`` can never offer different encoding options."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        values = {n: getattr(source, n) for n in names if hasattr(source, n)}
+        return cls(**{**values, **overrides})
 
     def __post_init__(self) -> None:
         if self.multi_turn not in MULTI_TURN_MODES:
