@@ -50,7 +50,7 @@ def test_prefix_gradients_with_checkpointing():
     model(input_ids=ids, labels=labels).loss.backward()
     plain = model.transformer.prefix_encoder.embedding.weight.grad.clone()
     model.zero_grad()
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     model(input_ids=ids, labels=labels).loss.backward()
     torch.testing.assert_close(model.transformer.prefix_encoder.embedding.weight.grad, plain, atol=1e-6, rtol=1e-5)
 

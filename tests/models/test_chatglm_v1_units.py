@@ -8,6 +8,7 @@ from chatglm_v1_testutil import BOS, GMASK, PAD, sample, tiny_model
 
 import glmtune
 from glmtune.errors import GlmtuneError
+from glmtune.models.cache_names import CACHE_FIELD
 from glmtune.models.chatglm_v1.configuration import ChatGLMV1Config
 from glmtune.models.chatglm_v1.masks import masks_and_positions, packed_inputs
 from glmtune.models.chatglm_v1.modeling import ChatGLMV1ForCausalLM
@@ -96,7 +97,7 @@ def test_gradient_checkpointing_same_gradients():
     grads = []
     for enabled in (False, True):
         if enabled:
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
         model.zero_grad()
         model(input_ids=ids, labels=labels).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
@@ -128,12 +129,12 @@ def test_eager_and_sdpa_agree_and_cache_matches_full_forward():
     with torch.no_grad():
         first = model(input_ids=ids[:, :-2], use_cache=True)
         _, positions = masks_and_positions(ids, model.config)
-        step = model(input_ids=ids[:, -2:], past_key_values=first.past_key_values,
+        step = model(input_ids=ids[:, -2:], cache=first[CACHE_FIELD],
                      position_ids=positions[..., -2:], use_cache=True)
     torch.testing.assert_close(step.logits, sdpa[:, -2:], atol=1e-5, rtol=0)
     with torch.no_grad():  # without position_ids: generated tokens continue the cached positions
         first = model(input_ids=ids[:, :-2], use_cache=True)
-        step = model(input_ids=ids[:, -2:], past_key_values=first.past_key_values, use_cache=True)
+        step = model(input_ids=ids[:, -2:], cache=first[CACHE_FIELD], use_cache=True)
     torch.testing.assert_close(step.logits, sdpa[:, -2:], atol=1e-5, rtol=0)
 
 

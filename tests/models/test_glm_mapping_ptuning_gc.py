@@ -80,15 +80,17 @@ def test_no_cache_path_reproduces_d_a(reference):
         ids, labels, want = (torch.from_numpy(npz[k]) for k in ("d.a.input_ids", "d.a.labels", "d.a.logits"))
     with torch.no_grad():
         out = model(input_ids=ids, labels=labels, use_cache=False)
-    assert out.past_key_values is None
+    assert not {"cache", "past_key_values"} & set(out.keys())  # no KV cache returned
     torch.testing.assert_close(out.logits, want, atol=1e-5, rtol=0)
     assert abs(out.loss.item() - loss) < 1e-5
 
 
-def test_checkpointing_refuses_an_unwrapped_attention(reference):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_an_unwrapped_attention_is_refused(reference, checkpointing):
     model = prefix_model(reference, "sdpa", "official")
-    enable_gradient_checkpointing(model, frozen_base=True)
-    model.config._attn_implementation = "sdpa"  # e.g. set back by hand: the prefix would be dropped
-    model.train()
-    with pytest.raises(GlmtuneError, match="gradient checkpointing needs sdpa or eager"):
+    if checkpointing:
+        enable_gradient_checkpointing(model, frozen_base=True)
+    model.set_attn_implementation("sdpa")  # e.g. set back by hand: the prefix would be dropped
+    model.train(checkpointing)
+    with pytest.raises(GlmtuneError, match="P-Tuning prefix needs the glmtune_prefix_sdpa"):
         model(input_ids=IDS, labels=IDS)

@@ -59,13 +59,9 @@ class QLoraMethod(TuningMethod):
             )
         remember(model, self.name, cfg)
         checkpointing = bool(getattr(cfg, "gradient_checkpointing", False))
-        # freezes the base, upcasts fp16/bf16 norms and embeddings to float32, and (optionally) enables
-        # gradient checkpointing with inputs that require grad
-        model = peft.prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
-        )
+        # freezes the base and upcasts fp16/bf16 norms and embeddings to float32; checkpointing is ours
+        # (peft's own route calls transformers' deprecated gradient_checkpointing_enable)
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if checkpointing:
             enable_gradient_checkpointing(model, frozen_base=True)
         wrapped = wrap_with_lora(model, cfg)

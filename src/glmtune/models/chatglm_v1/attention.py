@@ -41,7 +41,7 @@ class SelfAttention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
-        past_key_values: Any = None,
+        cache: Any = None,
     ) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         mixed = self.query_key_value(hidden_states).view(batch, length, self.num_heads, 3 * self.head_dim)
@@ -49,9 +49,9 @@ class SelfAttention(nn.Module):
         query = apply_rotary(query, cos, sin).transpose(1, 2)
         key = apply_rotary(key, cos, sin).transpose(1, 2)
         value = value.transpose(1, 2)
-        if past_key_values is not None:
-            key, value = past_key_values.update(key, value, self.layer_id)
-        elif prefix is not None:
+        if cache is not None:  # the cache holds the real tokens only; the prefix is added on every call
+            key, value = cache.update(key, value, self.layer_id)
+        if prefix is not None:
             key = torch.cat((prefix[0].to(key.dtype), key), dim=2)
             value = torch.cat((prefix[1].to(value.dtype), value), dim=2)
         if getattr(self.config, "_attn_implementation", None) == "eager":
@@ -114,11 +114,11 @@ class GLMBlock(GradientCheckpointingLayer):
         sin: torch.Tensor,
         prefix_key: torch.Tensor | None = None,
         prefix_value: torch.Tensor | None = None,
-        past_key_values: Any = None,
+        cache: Any = None,
     ) -> torch.Tensor:
         prefix = (prefix_key, prefix_value) if prefix_key is not None else None
         attn_input = self.input_layernorm(hidden_states)
-        attn_output = self.attention(attn_input, mask, cos, sin, prefix, past_key_values)
+        attn_output = self.attention(attn_input, mask, cos, sin, prefix, cache)
         hidden_states = attn_input * self.alpha + attn_output
         mlp_input = self.post_attention_layernorm(hidden_states)
         return mlp_input * self.alpha + self.mlp(mlp_input)

@@ -26,7 +26,7 @@ class ChatGLMV1Config(PretrainedConfig):
         "intermediate_size": "inner_hidden_size",
         "max_position_embeddings": "max_sequence_length",
     }
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     vocab_size: int = 130528
     hidden_size: int = 4096

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from glmtune.models.cache_names import cache_from
 from glmtune.models.chatglm_v1.masks import last_positions, valid_from_mask
 
 
@@ -34,17 +35,16 @@ class V1GenerationMixin:
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
-        past_key_values: Any = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        cache_len = past_key_values.get_seq_length() if past_key_values is not None else 0
-        n_prefix = self.config.pre_seq_len or 0
-        real_past = max(cache_len - n_prefix, 0)
-        model_inputs: dict[str, Any] = {"past_key_values": past_key_values, "use_cache": use_cache}
+        """The uncached tokens with v1's positions; the cache is read under either of transformers' names."""
+        cache = cache_from(kwargs)
+        real_past = cache.get_seq_length() if cache is not None else 0  # the cache holds real tokens only
+        model_inputs: dict[str, Any] = {"cache": cache, "use_cache": use_cache}
         if real_past == 0:
             if inputs_embeds is not None and kwargs.get("is_first_iteration", True):
                 model_inputs["inputs_embeds"] = inputs_embeds

@@ -20,6 +20,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from glmtune.errors import GlmtuneError
+from glmtune.models.cache_names import CACHE_FIELD, cache_from
 from glmtune.models.chatglm_v1.attention import GLMBlock
 from glmtune.models.chatglm_v1.configuration import ChatGLMV1Config
 from glmtune.models.chatglm_v1.generation import V1GenerationMixin
@@ -34,7 +35,7 @@ class ChatGLMV1PreTrainedModel(PreTrainedModel):
     base_model_prefix = "transformer"
     supports_gradient_checkpointing = True
     _no_split_modules = ["GLMBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_sdpa = True
     _keys_to_ignore_on_load_unexpected = [r"rotary_emb\.inv_freq"]
 
@@ -66,13 +67,16 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPast:
+        """``cache`` (transformers >= 5.24's name) and ``past_key_values`` (earlier releases) are the same thing."""
+        cache = cache_from({"cache": cache, "past_key_values": past_key_values})
         if inputs_embeds is None:
             if input_ids is None:
                 raise GlmtuneError("pass input_ids or inputs_embeds")
@@ -80,44 +84,35 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
         batch, length = inputs_embeds.shape[:2]
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training:
-            use_cache, past_key_values = False, None
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache()
-        cache_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+            use_cache, cache = False, None
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        # the P-Tuning prefix never enters the cache: it is put in front of every layer's keys on each call
+        real_past = cache.get_seq_length() if cache is not None else 0
         n_prefix = self.pre_seq_len
         prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | list[tuple[None, None]]
-        prefix_kv = [(None, None)] * len(self.layers)
-        if n_prefix and cache_len == 0:
-            kv = self.prefix_encoder(batch, inputs_embeds.dtype)
-            if past_key_values is not None:
-                for i, (key, value) in enumerate(kv):
-                    past_key_values.update(key, value, i)
-            else:
-                prefix_kv = kv
-        real_past = max(cache_len - n_prefix, 0)
-        if position_ids is None and real_past and past_key_values is not None:
-            position_ids = _continue_positions(past_key_values, length)
+        prefix_kv = self.prefix_encoder(batch, inputs_embeds.dtype) if n_prefix else [(None, None)] * len(self.layers)
+        if position_ids is None and real_past and cache is not None:
+            position_ids = _continue_positions(cache, length)
         mask, position_ids = self._mask_and_positions(input_ids, attention_mask, position_ids, batch, length,
                                                       real_past, inputs_embeds.device)
         if n_prefix:
             visible = torch.zeros(batch, 1, length, n_prefix, dtype=torch.bool, device=mask.device)
             mask = torch.cat((visible, mask), dim=-1)
-        if past_key_values is not None:
-            past_key_values.glm_last_positions = position_ids[..., -1:]
+        if cache is not None:
+            cache.glm_last_positions = position_ids[..., -1:]
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, inputs_embeds.dtype, self.config)
         hidden = inputs_embeds
         all_hidden: tuple[torch.Tensor, ...] = ()
         for layer, (pkey, pvalue) in zip(self.layers, prefix_kv):
             if output_hidden_states:
                 all_hidden += (hidden,)
-            hidden = layer(hidden, mask, cos, sin, pkey, pvalue, past_key_values=past_key_values)
+            hidden = layer(hidden, mask, cos, sin, pkey, pvalue, cache=cache)
         hidden = self.final_layernorm(hidden)
         if output_hidden_states:
             all_hidden += (hidden,)
         return BaseModelOutputWithPast(
-            last_hidden_state=hidden,
-            past_key_values=past_key_values if use_cache else None,
-            hidden_states=all_hidden or None,
+            last_hidden_state=hidden, hidden_states=all_hidden or None, **{CACHE_FIELD: cache if use_cache else None}
         )
 
     def _mask_and_positions(
@@ -150,7 +145,7 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
         if mask4d is None:
             mask4d = incremental_mask(mask2d, batch, length, real_past, device)
         if position_ids is None:
-            raise GlmtuneError("a forward with past_key_values needs position_ids [B, 2, L] (generate computes them)")
+            raise GlmtuneError("a forward with a KV cache needs position_ids [B, 2, L] (generate computes them)")
         return mask4d, position_ids
 
 
@@ -191,17 +186,19 @@ class ChatGLMV1ForCausalLM(V1GenerationMixin, ChatGLMV1PreTrainedModel, Generati
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
+        past_key_values: Cache | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                               cache=cache_from({"cache": cache, "past_key_values": past_key_values}),
+                               inputs_embeds=inputs_embeds, use_cache=use_cache,
                                output_hidden_states=output_hidden_states)
         hidden = out.last_hidden_state
         if logits_to_keep and labels is None:
@@ -210,8 +207,8 @@ class ChatGLMV1ForCausalLM(V1GenerationMixin, ChatGLMV1PreTrainedModel, Generati
         loss = None
         if labels is not None:
             loss = _shifted_lm_loss(logits, labels, kwargs.get("num_items_in_batch"))
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
-                                      hidden_states=out.hidden_states)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                      **{CACHE_FIELD: out.get(CACHE_FIELD)})
 
 
 def _shifted_lm_loss(

@@ -14,12 +14,15 @@ Folders use the official layout: ``config.json`` with ``pre_seq_len``/``prefix_p
 ``pytorch_model.bin`` holding ``transformer.prefix_encoder.embedding.weight`` (+ ``trans.*`` with
 a projection).
 
-Two ways to hand the prefix to attention, with the same math: with a KV cache (generation) the
-prefix is pre-filled into the cache; without one (``use_cache=False``, and always under gradient
-checkpointing, whose layers drop the cache) the per-layer prefix keys/values travel in the
-``glmtune_prefix`` kwarg to a registered attention implementation (``glmtune_prefix_sdpa`` /
-``glmtune_prefix_eager``) that puts them in front of the layer's keys/values. Nothing is stored, so
-the backward recomputation of checkpointed layers (non-reentrant) sees the same prefix.
+The prefix never enters the KV cache and no ``forward`` is overridden: a forward pre-hook on the
+inner ``GlmModel`` (a public PyTorch hook) computes the prefix once per forward and hands it to every
+layer as the ``glmtune_prefix`` keyword, which transformers passes through to the attention function.
+A registered attention implementation (``glmtune_prefix_sdpa`` / ``glmtune_prefix_eager``, through
+transformers' public ``AttentionInterface``) puts the prefix in front of the layer's keys/values and
+widens the mask by ``pre_seq_len`` always-visible columns. So ``generate`` (with or without a cache),
+training, gradient checkpointing (the recomputed layer gets the same keyword) and a renamed cache
+argument (``past_key_values`` -> ``cache`` in transformers 5.24) all work without glmtune touching the
+cache: the cache holds the real tokens only, and positions are the plain 0, 1, ... of the tokens.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, DynamicCache, GlmForCausalLM
+from transformers import AttentionInterface, GlmForCausalLM
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.glm.modeling_glm import eager_attention_forward
@@ -44,22 +47,41 @@ ATTN_PREFIX = "glmtune_prefix_"  # + the wrapped implementation: glmtune_prefix_
 WRAPPED = ("sdpa", "eager")
 
 
+def _with_prefix_columns(mask: Any, q_len: int, kv_len: int, n_prefix: int, base: str, ref: torch.Tensor) -> Any:
+    """The layer's mask over ``[prefix, keys]``: every prefix slot visible, the rest as given (or causal)."""
+    if mask is not None and mask.shape[-1] == kv_len + n_prefix:
+        return mask  # a mask that already covers the prefix
+    if mask is None:  # sdpa's implicit causal mask: make it explicit (queries are the last q_len keys)
+        rows = torch.arange(q_len, device=ref.device).unsqueeze(1) + (kv_len - q_len)
+        allowed = torch.arange(kv_len, device=ref.device).unsqueeze(0) <= rows
+        mask = allowed[None, None] if base != "eager" else torch.zeros(
+            1, 1, q_len, kv_len, dtype=ref.dtype, device=ref.device).masked_fill(~allowed, torch.finfo(ref.dtype).min)
+    if mask.dtype == torch.bool:
+        visible = mask.new_ones(*mask.shape[:-1], n_prefix)
+    else:
+        visible = mask.new_zeros(*mask.shape[:-1], n_prefix)
+    return torch.cat([visible, mask], dim=-1)
+
+
 def _prefix_attention(base: str) -> Any:
     """An attention function that prepends ``glmtune_prefix[layer]`` (unrotated) to the keys/values."""
 
     def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                   attention_mask: torch.Tensor | None, glmtune_prefix: Any = None, **kwargs: Any) -> Any:
         if glmtune_prefix is not None:
-            prefix_key, prefix_value = glmtune_prefix[module.layer_idx]
-            key = torch.cat([prefix_key.to(key.dtype), key], dim=2)
-            value = torch.cat([prefix_value.to(value.dtype), value], dim=2)
+            prefix_key, prefix_value = glmtune_prefix[module.layer_idx]  # [groups, P, d]
+            shape = (key.shape[0], *prefix_key.shape)
+            attention_mask = _with_prefix_columns(attention_mask, query.shape[-2], key.shape[-2],
+                                                  prefix_key.shape[-2], base, query)
+            key = torch.cat([prefix_key.to(key.dtype).unsqueeze(0).expand(shape), key], dim=2)
+            value = torch.cat([prefix_value.to(value.dtype).unsqueeze(0).expand(shape), value], dim=2)
         inner = eager_attention_forward if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
         return inner(module, query, key, value, attention_mask, **kwargs)
 
     return attention
 
 
-for _base in WRAPPED:  # the cache path (no glmtune_prefix kwarg) behaves exactly like the wrapped one
+for _base in WRAPPED:  # without the glmtune_prefix keyword these behave exactly like the wrapped ones
     AttentionInterface.register(ATTN_PREFIX + _base, _prefix_attention(_base))
     AttentionMaskInterface.register(ATTN_PREFIX + _base, ALL_MASK_ATTENTION_FUNCTIONS[_base])
 
@@ -86,78 +108,27 @@ class PrefixEncoder(nn.Module):
             self.embedding = nn.Embedding(self.pre_seq_len, width)
         self.dropout = nn.Dropout(PREFIX_DROPOUT)
 
-    def forward(self, batch_size: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(key, value)] per layer, each ``[batch, groups, pre_seq_len, head_dim]``."""
+    def forward(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(key, value)] per layer, each ``[groups, pre_seq_len, head_dim]`` (broadcast over the batch)."""
         ids = torch.arange(self.pre_seq_len, device=self.embedding.weight.device)
         table = self.embedding(ids)
         if self.prefix_projection:
             table = self.trans(table)
         table = self.dropout(table.view(self.pre_seq_len, self.num_layers * 2, self.groups, self.head_dim))
-        table = table.permute(1, 2, 0, 3).to(dtype)  # [layers*2, groups, P, d]
-        table = table.unsqueeze(1).expand(-1, batch_size, -1, -1, -1)
+        table = table.permute(1, 2, 0, 3)  # [layers*2, groups, P, d]
         return [(table[2 * i], table[2 * i + 1]) for i in range(self.num_layers)]
 
 
-class GlmPrefixForCausalLM(GlmForCausalLM):
-    """``GlmForCausalLM`` with the learned prefix (P-Tuning v2): in the KV cache, or via kwargs without one."""
-
-    prefix_encoder: PrefixEncoder
-
-    def _fill_prefix(self, cache: Any, batch_size: int) -> Any:
-        cache = cache if cache is not None else DynamicCache(config=self.config)
-        dtype = self.model.embed_tokens.weight.dtype
-        for layer, (key, value) in enumerate(self.prefix_encoder(batch_size, dtype)):
-            cache.update(key, value, layer)
-        return cache
-
-    def _prefix_mask(self, attention_mask: Any, batch: int, q_len: int, ref: torch.Tensor) -> torch.Tensor:
-        """4D mask over ``[prefix, tokens]``: causal + padding, every prefix slot visible (as the cache path)."""
-        n_prefix = self.prefix_encoder.pre_seq_len
-        if attention_mask is not None and attention_mask.dim() != 2:
-            return attention_mask  # an already prepared 4D mask (it must cover the prefix columns)
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(device=ref.device, dtype=torch.bool)
-        base = self.config._attn_implementation[len(ATTN_PREFIX):]
-        return ALL_MASK_ATTENTION_FUNCTIONS[base](
-            batch_size=batch, q_length=q_len, kv_length=n_prefix + q_len, q_offset=n_prefix, kv_offset=0,
-            attention_mask=attention_mask, allow_is_causal_skip=False,
-            dtype=self.model.embed_tokens.weight.dtype, device=ref.device, config=self.config)
-
-    def forward(self, input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None,
-                past_key_values: Any = None, inputs_embeds: Any = None, labels: Any = None,
-                use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0, **kwargs: Any) -> Any:
-        ref = input_ids if input_ids is not None else inputs_embeds
-        batch, q_len = ref.shape[0], ref.shape[1]
-        n_prefix = self.prefix_encoder.pre_seq_len
-        want_cache = use_cache if use_cache is not None else self.config.use_cache
-        checkpointing = self.training and self.model.gradient_checkpointing
-        empty = past_key_values is None or past_key_values.get_seq_length() == 0
-        wrapped = self.config._attn_implementation in [ATTN_PREFIX + b for b in WRAPPED]
-        if checkpointing and not (empty and wrapped):
-            raise GlmtuneError("P-Tuning with gradient checkpointing needs sdpa or eager attention and no "
-                               f"past_key_values (attention: {self.config._attn_implementation})")
-        via_kwargs = empty and wrapped and (checkpointing or not want_cache)  # no cache at all
-        if empty and not via_kwargs:
-            past_key_values = self._fill_prefix(past_key_values, batch)
-        seen = 0 if via_kwargs else past_key_values.get_seq_length() - n_prefix  # real tokens already cached
-        if attention_mask is not None and attention_mask.dim() == 2:
-            if attention_mask.shape[1] == seen + q_len:
-                ones = attention_mask.new_ones(batch, n_prefix)
-                attention_mask = torch.cat([ones, attention_mask], dim=1)
-            elif attention_mask.shape[1] != seen + q_len + n_prefix:
-                raise ValueError(f"attention_mask has {attention_mask.shape[1]} columns; expected {seen + q_len}")
-        if via_kwargs:
-            kwargs["glmtune_prefix"] = self.prefix_encoder(batch, self.model.embed_tokens.weight.dtype)
-            attention_mask = self._prefix_mask(attention_mask, batch, q_len, ref)
-            past_key_values = None
-        if position_ids is None:
-            position_ids = (torch.arange(q_len, device=ref.device) + seen).unsqueeze(0).expand(batch, -1)
-        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                              past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
-                              use_cache=not via_kwargs, logits_to_keep=logits_to_keep, **kwargs)
-        if not want_cache:
-            out.past_key_values = None
-        return out
+def _hand_prefix_to_layers(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Forward pre-hook of the inner ``GlmModel``: this forward's prefix, for every attention call."""
+    encoder = getattr(module, "glmtune_prefix_encoder", None)
+    attn = module.config._attn_implementation
+    if encoder is not None and not attn.startswith(ATTN_PREFIX):
+        raise GlmtuneError(f"the P-Tuning prefix needs the {ATTN_PREFIX}sdpa or {ATTN_PREFIX}eager attention "
+                           f"that enable_prefix sets; this model was switched to {attn}, which would drop the prefix")
+    if encoder is not None and "glmtune_prefix" not in kwargs:
+        kwargs = {**kwargs, "glmtune_prefix": encoder()}
+    return args, kwargs
 
 
 def enable_prefix(model: Any, pre_seq_len: int, prefix_projection: bool = False,
@@ -172,18 +143,31 @@ def enable_prefix(model: Any, pre_seq_len: int, prefix_projection: bool = False,
     encoder = PrefixEncoder(model.config, pre_seq_len, prefix_projection, prefix_hidden_size)
     encoder.to(device=model.model.embed_tokens.weight.device)
     encoder.train(model.training)  # dropout only while the model trains
-    model.__class__ = GlmPrefixForCausalLM
-    model.prefix_encoder = encoder
-    if model.config._attn_implementation in WRAPPED:  # flash/flex keep the cache path (no checkpointing)
-        model.config._attn_implementation = ATTN_PREFIX + model.config._attn_implementation
+    old = getattr(model, "prefix_encoder", None)
+    if old is not None:
+        old.glmtune_hook.remove()
+    model.prefix_encoder = encoder  # a submodule: saved, moved and trained with the model
+    object.__setattr__(model.model, "glmtune_prefix_encoder", encoder)  # a reference, not a second submodule
+    encoder.glmtune_hook = model.model.register_forward_pre_hook(_hand_prefix_to_layers, with_kwargs=True)
+    attn = model.config._attn_implementation
+    if not attn.startswith(ATTN_PREFIX):
+        if attn not in WRAPPED:
+            raise GlmtuneError(f"P-Tuning v2 needs sdpa or eager attention (this model uses {attn}); "
+                               "load it with attn_implementation='sdpa'")
+        model.set_attn_implementation(ATTN_PREFIX + attn)
     model.config.glmtune_prefix = {"pre_seq_len": encoder.pre_seq_len, "prefix_projection": encoder.prefix_projection,
                                    "prefix_hidden_size": encoder.prefix_hidden_size}
     return model
 
 
+def has_prefix(model: Any) -> bool:
+    """True for a Glm model that :func:`enable_prefix` gave a P-Tuning prefix."""
+    return isinstance(getattr(model, "prefix_encoder", None), PrefixEncoder)
+
+
 def prefix_parameters(model: Any) -> list[nn.Parameter]:
     """The trainable prefix parameters (freeze everything else for P-Tuning v2)."""
-    if not isinstance(model, GlmPrefixForCausalLM):
+    if not has_prefix(model):
         raise GlmtuneError("the model has no P-Tuning prefix; call enable_prefix first")
     return list(model.prefix_encoder.parameters())
 
