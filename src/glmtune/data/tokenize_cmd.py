@@ -10,6 +10,7 @@ from glmtune.data.templates import TEMPLATES, EncodeOptions
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glmtune tokenize", description=__doc__)
     p.add_argument("--model", required=True, help="checkpoint folder whose tokenizer to use")
+    p.add_argument("--family", help="model family when its files cannot tell (chatglm, chatglm2, chatglm3, glm4, hf)")
     p.add_argument("--data", required=True, action="append", help="converted JSONL file (repeatable)")
     p.add_argument("-o", "--output", required=True, help="output folder (datasets Arrow + glmtune_tokenized.json)")
     p.add_argument("--template", choices=TEMPLATES.names(), help="prompt format (default: the model family's)")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from glmtune.models.loading import load_tokenizer
 
     options = EncodeOptions.from_settings(args)
-    tokenizer = load_tokenizer(args.model)
+    tokenizer = load_tokenizer(args.model, family=args.family)
     _, report = build_tokenized_dataset(
         tokenizer, args.data, args.template, options, num_proc=args.num_proc, output_dir=args.output,
         progress=not args.no_progress,

@@ -23,14 +23,14 @@ TOKENIZER_FILES = ("tokenizer.model", "ice_text.model", "tokenizer_config.json",
                    "tokenizer.json", "added_tokens.json")
 
 
-def _load(path: Path, dtype: Any) -> tuple[Any, str]:
+def _load(path: Path, dtype: Any, family: str | None = None) -> tuple[Any, str]:
     from glmtune.models.families import detect_family
     from glmtune.models.glm_mapping.loading import load_model
 
-    family = detect_family(path)
+    family = family or detect_family(path)
     if family not in ("chatglm2", "chatglm3"):
         raise GlmtuneError(f"{path} is a {family} checkpoint; export handles ChatGLM2/3 checkpoints")
-    return load_model(path, dtype=dtype or _stored_dtype(path)), family
+    return load_model(path, dtype=dtype or _stored_dtype(path), family=family), family
 
 
 def _stored_dtype(path: Path) -> str:
@@ -58,12 +58,13 @@ def _write_tokenizer(src: Path, dst: Path, via_glmtune: bool) -> str:
     return note if copied else "no tokenizer files to write"
 
 
-def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None) -> Path:
+def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
+              family: str | None = None) -> Path:
     """Write ``model_path`` (ChatGLM2/3) as a transformers Glm checkpoint folder ``out``."""
     from glmtune.utils.io import atomic_dir
 
     src = Path(model_path)
-    model, _ = _load(src, dtype)
+    model, _ = _load(src, dtype, family)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; plain GlmForCausalLM cannot hold it")
     with atomic_dir(out) as tmp:
@@ -72,7 +73,8 @@ def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", 
     return Path(out)
 
 
-def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None) -> Path:
+def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
+              family: str | None = None) -> Path:
     """Write ``model_path`` (THUDM or exported Glm layout) back in the THUDM ChatGLM2/3 layout."""
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
@@ -82,7 +84,7 @@ def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2
     from glmtune.utils.io import atomic_dir
 
     src = Path(model_path)
-    model, _ = _load(src, dtype)
+    model, _ = _load(src, dtype, family)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; save it with save_ptuning instead")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -113,11 +115,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("out", help="output folder (replaced atomically)")
     parser.add_argument("--shard-size", default="2GB", help="largest shard, e.g. 2GB, 500MB (default 2GB)")
     parser.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default: the checkpoint's)")
+    parser.add_argument("--family", choices=("chatglm2", "chatglm3"), help="when the folder's files cannot tell")
     args = parser.parse_args(argv)
     src, out = Path(args.model), Path(args.out)
     if out.resolve() == src.resolve():
         raise GlmtuneError("the output folder must differ from --model")
     writer = export_hf if args.to == "hf" else export_chatglm
-    writer(src, out, shard_size=args.shard_size, dtype=args.dtype)
+    writer(src, out, shard_size=args.shard_size, dtype=args.dtype, family=args.family)
     print(f"wrote {args.to} checkpoint to {out}")
     return 0

@@ -24,8 +24,8 @@ class Family:
 
     name: str
     description: str
-    # (config.json dict, tokenizer_config.json dict) -> True when this family owns the folder
-    detect: Callable[[dict[str, Any], dict[str, Any]], bool]
+    # the folder's files (config.json, tokenizer_config.json, others on demand) -> True when it owns them
+    detect: Callable[[Any], bool]
     tokenizer_loader: str  # "module:function" taking (path, **kwargs)
     model_loader: str  # "module:function" taking (path, dtype=, device_map=, quantization=, **kwargs)
     default_template: str
@@ -35,7 +35,8 @@ class Family:
         return _resolve(self.tokenizer_loader)(path, **kwargs)
 
     def load_model(self, path: str | Path, **kwargs: Any) -> Any:
-        return _resolve(self.model_loader)(path, **kwargs)
+        """Every model loader takes ``family``: ChatGLM2 and ChatGLM3 share one that must not re-detect."""
+        return _resolve(self.model_loader)(path, family=self.name, **kwargs)
 
 
 FAMILIES: Registry[Family] = Registry("model family")
@@ -56,14 +57,23 @@ def read_folder_configs(path: str | Path) -> tuple[dict[str, Any], dict[str, Any
 
 def detect_family(path: str | Path) -> str:
     """Name of the family that owns checkpoint folder ``path``, from its config files."""
+    from glmtune.models.family._detect import FolderFiles, chatglm2_or_3, is_thudm_chatglm, is_v1
+
     _register_builtin()
     config, tok_config = read_folder_configs(path)
     saved = tok_config.get("glmtune_family")  # written by glmtune's own tokenizers' save_pretrained
     if isinstance(saved, str) and saved in FAMILIES:
         return saved
+    files = FolderFiles(Path(path), config, tok_config)
     for _, family in sorted(FAMILIES.items(), key=lambda kv: -kv[1].priority):
-        if family.detect(config, tok_config):
+        if family.detect(files):
             return family.name
+    if is_thudm_chatglm(config) and not is_v1(config):
+        raise GlmtuneError(
+            f"{path} is a ChatGLM2-6B or ChatGLM3-6B checkpoint, and its files cannot tell which "
+            f"({chatglm2_or_3(files)[1]}); they differ in prompt format and in what rope_ratio means. "
+            "Pass family='chatglm2' or family='chatglm3' (glmtune commands: family=... or --family)"
+        )
     found = {
         "model_type": config.get("model_type"),
         "architectures": config.get("architectures"),

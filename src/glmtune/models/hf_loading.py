@@ -15,7 +15,7 @@ from glmtune.models.families import read_folder_configs
 
 def load_model(path: str | Path, dtype: Any = None, device_map: Any = None, quantization: str | None = None,
                rope_scaling: dict[str, Any] | None = None, attn_implementation: str | None = None,
-               **kwargs: Any) -> Any:
+               family: str | None = None, **kwargs: Any) -> Any:
     """``AutoModelForCausalLM.from_pretrained`` with glmtune's dtype policy and bitsandbytes settings."""
     from transformers import AutoConfig, AutoModelForCausalLM
 

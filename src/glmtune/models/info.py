@@ -131,7 +131,7 @@ def tokenizer_lines(path: Path, family: str) -> list[str]:
     return [f"tokenizer: {type(tok).__name__}, vocab {size} (len {len(tok)})", f"special token ids: {special}"]
 
 
-def describe(path: str | Path) -> dict[str, Any]:
+def describe(path: str | Path, family: str | None = None) -> dict[str, Any]:
     """Everything ``glmtune info`` prints, as a dict."""
     from glmtune.methods.adapters import adapter_note
     from glmtune.methods.base import read_adapter_info
@@ -142,7 +142,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     config, _ = read_folder_configs(folder)
     adapter = adapter_note(folder)
     try:
-        family = detect_family(folder)
+        family = family or detect_family(folder)
     except GlmtuneError:
         family = read_adapter_info(folder).get("family") if adapter else None
         if family not in FAMILIES:
@@ -171,8 +171,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="glmtune info", description="describe a checkpoint folder")
     parser.add_argument("path", help="checkpoint folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object (no tokenizer lines)")
+    parser.add_argument("--family", help="model family when its files cannot tell (chatglm, chatglm2, chatglm3, glm4, hf)")
     args = parser.parse_args(argv)
-    info = describe(args.path)
+    info = describe(args.path, args.family)
     if args.json:
         print(json.dumps(info, ensure_ascii=False))
         return 0

@@ -22,7 +22,7 @@ from glmtune.utils.io import atomic_dir
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("tiny-chatglm2",)
-FORMAT_VERSION = 1  # bump when the layout or the architecture below changes
+FORMAT_VERSION = 2  # bump when the layout or the architecture below changes
 N_SPECIAL = 5  # [MASK] [gMASK] [sMASK] sop eop, appended after the SentencePiece pieces
 
 ARCH: dict[str, Any] = {
@@ -182,6 +182,7 @@ def build_tiny_chatglm2(
             "do_lower_case": False,
             "padding_side": "left",
             "model_max_length": ARCH["seq_length"],
+            "glmtune_family": "chatglm2",  # its files could not tell ChatGLM2 from ChatGLM3 otherwise
         }
         (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

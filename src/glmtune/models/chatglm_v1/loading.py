@@ -34,6 +34,7 @@ def load_model(
     pre_seq_len: int | None = None,
     prefix_projection: bool | None = None,
     attn_implementation: str | None = None,
+    family: str | None = None,
     **kwargs: Any,
 ) -> ChatGLMV1ForCausalLM:
     """``ChatGLMV1ForCausalLM`` for checkpoint folder ``path`` (float32 on the CPU by default), in eval mode.

@@ -1,16 +1,13 @@
 """ChatGLM3-6B: ChatGLM2's architecture plus role tokens and rope_ratio (RoPE base multiplier)."""
 
 from glmtune.models.families import FAMILIES, Family
-from glmtune.models.family._detect import is_thudm_chatglm, is_v1, names, recorded_family
+from glmtune.models.family._detect import FolderFiles, chatglm2_or_3, is_thudm_chatglm, is_v1, recorded_family
 
 
-def _detect(config: dict, tok: dict) -> bool:
-    if recorded_family(config) == "chatglm3":  # exported by `glmtune export --to hf`
+def _detect(files: FolderFiles) -> bool:
+    if recorded_family(files.config) == "chatglm3":  # exported by `glmtune export --to hf`
         return True
-    if not is_thudm_chatglm(config) or is_v1(config):
-        return False
-    hub = names(config, tok)
-    return "chatglm3" in hub or "<|user|>" in str(tok.get("chat_template", ""))
+    return is_thudm_chatglm(files.config) and not is_v1(files.config) and chatglm2_or_3(files)[0] == "chatglm3"
 
 
 FAMILIES.register("chatglm3")(

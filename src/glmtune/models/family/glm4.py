@@ -6,7 +6,7 @@ FAMILIES.register("glm4")(
     Family(
         name="glm4",
         description="GLM-4 in transformers' native layout (GlmForCausalLM / Glm4ForCausalLM)",
-        detect=lambda config, tok: config.get("model_type") in ("glm", "glm4"),
+        detect=lambda files: files.config.get("model_type") in ("glm", "glm4"),
         tokenizer_loader="glmtune.models.hf_loading:load_tokenizer",
         model_loader="glmtune.models.hf_loading:load_model",
         default_template="glm4",

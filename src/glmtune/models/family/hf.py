@@ -6,7 +6,7 @@ FAMILIES.register("hf")(
     Family(
         name="hf",
         description="any causal LM transformers loads natively (no remote code)",
-        detect=lambda config, tok: bool(config.get("model_type")) and config.get("model_type") != "chatglm",
+        detect=lambda files: bool(files.config.get("model_type")) and files.config.get("model_type") != "chatglm",
         tokenizer_loader="glmtune.models.hf_loading:load_tokenizer",
         model_loader="glmtune.models.hf_loading:load_model",
         default_template="hf",
