@@ -45,6 +45,6 @@ def test_chat_template_masks(template):
     assert learned == ids("hi", "there", "<end>", "bye", "<end>", "hi", "<end>")
     last = glmtune.encode(tok, three, template="hf", multi_turn="last")
     assert [x for x in last["labels"] if x != I] == ids("hi", "<end>")
-    prompt = glmtune.build_chat_input(tok, [*one, {"role": "user", "content": "bye"}], template="hf")
-    assert prompt == out["input_ids"][: len(prompt)] or prompt[-1] == ids("<|assistant|>")[0]
+    prompt = glmtune.build_chat_input(tok, three[:4], template="glm4")  # system, user, assistant, user
+    assert prompt == out["input_ids"][: len(prompt)]
     assert prompt[-1] == ids("<|assistant|>")[0]

@@ -12,8 +12,20 @@ import torch
 import glmtune
 from glmtune.cli import main as cli
 
-RUN = ["max_steps=2", "batch_size=2", "logging_steps=1", "save_steps=100", "cutoff_len=48",
-       "val_size=4", "report_to=[none]", "sample_prompts=[]", "learning_rate=5e-2"]
+RUN = ["max_steps=2", "batch_size=8", "logging_steps=1", "save_steps=100", "cutoff_len=48",
+       "val_size=0", "report_to=[none]", "sample_prompts=[]", "learning_rate=5e-2"]
+ROWS = [{"messages": [{"role": "user", "content": f"{i} 加 {i} 等于几？"},
+                      {"role": "assistant", "content": f"{2 * i}"}]} for i in range(8)]
+
+
+def base_loss(base_dir, model) -> float:
+    """The base model's loss on the one batch of step 1 (every row: the order cannot matter)."""
+    from glmtune.data.collate import make_collator
+
+    tok = glmtune.load_tokenizer(base_dir)
+    examples = [glmtune.encode(tok, row["messages"], cutoff_len=48) for row in ROWS]
+    with torch.no_grad():
+        return model(**make_collator(tok)(examples)).loss.item()
 
 
 @pytest.mark.slow
@@ -28,19 +40,21 @@ RUN = ["max_steps=2", "batch_size=2", "logging_steps=1", "save_steps=100", "cuto
 def test_train_then_reload_adapter(reference, tmp_path, name, method, extra, saved):
     base_dir = reference / "checkpoints" / name
     data = tmp_path / "d.jsonl"
-    rows = [{"messages": [{"role": "user", "content": f"{i} 加 {i} 等于几？"},
-                          {"role": "assistant", "content": f"{2 * i}"}]} for i in range(12)]
-    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     argv = ["train", f"model={base_dir}", f"method={method}", f"data={data}", f"output_dir={out}"]
     assert cli([*argv, *RUN, *extra]) == 0
     assert (out / saved).is_file() and (out / "loss.png").is_file()
     losses = [json.loads(x)["loss"] for x in (out / "train_log.jsonl").read_text().splitlines() if '"loss"' in x]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    base = glmtune.load_model(base_dir)
+    if method != "ptuning":  # LoRA starts at B = 0 and freeze at the base: step 1 is the base model's loss
+        assert losses[0] == pytest.approx(base_loss(base_dir, base), abs=1e-4)
+    else:  # a random prefix: the loss differs from the base model's, and training lowers it
+        assert abs(losses[0] - base_loss(base_dir, base)) > 1e-3 and losses[1] < losses[0]
 
     tok = glmtune.load_tokenizer(out)
     ids = torch.tensor([glmtune.build_chat_input(tok, [{"role": "user", "content": "3 加 3 等于几？"}])])
-    base = glmtune.load_model(base_dir)
     tuned = glmtune.load_model(out) if method == "freeze" else glmtune.load_model(base_dir, adapter=out)
     with torch.no_grad():
         a, b = base(input_ids=ids).logits, tuned(input_ids=ids).logits

@@ -37,8 +37,6 @@ def test_info_json(reference, capsys, name, family, params, context):
 def test_info_tokenizer_ids(reference, capsys):
     assert cli(["info", str(reference / "checkpoints" / "chatglm3-mini")]) == 0
     out = capsys.readouterr().out
-    if "tokenizer: cannot load" in out:
-        pytest.skip("tokenizer module not available")
     assert "eos=2" in out and "<|user|>=64795" in out and "vocab 64798" in out
 
 

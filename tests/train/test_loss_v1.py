@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -120,12 +119,17 @@ def test_train_v1_mini_with_chunked_loss(reference, tmp_path, monkeypatch):
     rows = [{"messages": [{"role": "user", "content": f"{i} 加 {i} 等于几？"},
                           {"role": "assistant", "content": f"{2 * i}"}]} for i in range(8)]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
-    out = tmp_path / "out"
-    argv = ["train", f"model={reference / 'checkpoints' / 'chatglm-mini'}", "method=lora", f"data={data}",
-            f"output_dir={out}", "max_steps=2", "batch_size=2", "logging_steps=1", "save_steps=100",
-            "cutoff_len=48", "val_size=0", "report_to=[none]", "sample_prompts=[]", "chunked_loss=true"]
-    assert cli(argv) == 0
-    lines = (out / "train_log.jsonl").read_text().splitlines()
-    losses = [json.loads(x)["loss"] for x in lines if '"loss"' in x]
-    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    def run(chunked: bool) -> list[float]:
+        out = tmp_path / f"out-{chunked}"
+        argv = ["train", f"model={reference / 'checkpoints' / 'chatglm-mini'}", "method=lora", f"data={data}",
+                f"output_dir={out}", "max_steps=2", "batch_size=2", "logging_steps=1", "save_steps=100",
+                "cutoff_len=48", "val_size=0", "report_to=[none]", "sample_prompts=[]", f"chunked_loss={chunked}"]
+        assert cli(argv) == 0
+        lines = (out / "train_log.jsonl").read_text().splitlines()
+        return [json.loads(x)["loss"] for x in lines if '"loss"' in x]
+
+    plain = run(False)
+    assert not calls
+    losses = run(True)
+    assert len(losses) == 2 and losses == pytest.approx(plain, abs=2e-5)  # the same run, computed in chunks
     assert len(calls) >= 2  # the training steps really went through the chunked loss
