@@ -14,7 +14,8 @@ from glmtune.train.runner import run
 from glmtune.train.trainer import GlmTrainer, NonFiniteLossError
 
 
-def test_run_writes_everything(make_cfg):
+def test_run_writes_everything(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # TensorBoard must not write into the current directory
     cfg = make_cfg(max_steps=6, save_steps=2, save_total_limit=2, val_size=8, eval_steps=3, eval_before=True,
                    report_to="[tensorboard]", sample_prompts='["What is the capital of France?"]',
                    max_new_tokens=4)  # fmt: skip
@@ -27,7 +28,9 @@ def test_run_writes_everything(make_cfg):
         assert (out / name).is_file(), name
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
     assert not list(out.glob(".tmp-*"))
-    assert list((out / "runs").rglob("events.out.tfevents.*"))
+    events = list((out / "runs").rglob("events.out.tfevents.*"))
+    assert events and not (tmp_path / "runs").exists()
+    assert any(b"eval/before_loss" in p.read_bytes() for p in events)  # the pre-training eval is there too
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [1, 2, 3, 4, 5, 6]

@@ -56,6 +56,20 @@ def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
     return resume
 
 
+def _tensorboard_under(trainer: Any, out: Path) -> None:
+    """TensorBoard events go to ``output_dir/runs/...``; an eval before training would otherwise open
+    the writer before ``on_train_begin`` picks a folder, i.e. in ``./runs`` of the current directory."""
+    import datetime
+    import socket
+
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            stamp = datetime.datetime.now().strftime("%b%d_%H-%M-%S")
+            callback.logging_dir = str(out / "runs" / f"{stamp}_{socket.gethostname()}")
+
+
 def training_arguments(cfg: TrainConfig, precision: Any, has_eval: bool) -> Any:
     """transformers ``TrainingArguments`` mapped from the config."""
     import torch
@@ -200,6 +214,7 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
         chunked_loss=cfg.chunked_loss,
     )
     jsonl.trainer = trainer
+    _tensorboard_under(trainer, out)
     result = RunResult(output_dir=out, global_step=0, train_loss=None, trainer=trainer)
     if cfg.eval_before and eval_ds is not None:
         result.eval_before = trainer.evaluate(metric_key_prefix="eval_before")["eval_before_loss"]
