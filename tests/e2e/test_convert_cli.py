@@ -84,3 +84,26 @@ def test_examples_via_cli(tmp_path, capsys, name):
     assert cli(["convert", str(EXAMPLES / name), "-o", str(tmp_path / "o.jsonl")]) == 0
     read, written, skipped = _totals(capsys.readouterr().out)
     assert read == written and skipped == 0
+
+
+def test_jsonl_malformed_line_is_skipped_and_counted_with_on_error_skip(tmp_path, capsys):
+    src = tmp_path / "rows.jsonl"
+    good = '{"instruction": "hi", "input": "", "output": "hello"}'
+    src.write_text("\n".join([good, '{"instruction": "broken", "output": ', good, "", good]) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert cli(["convert", str(src), "-o", str(out)]) == 2  # the default stays an error naming FILE:LINE:COL
+    assert f"{src}:2:" in capsys.readouterr().err
+    assert not out.exists()
+    assert cli(["convert", str(src), "-o", str(out), "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert f"{src}:2:" in captured.err and "malformed JSON" in captured.err
+    assert _totals(captured.out) == (4, 3, 1)
+    assert re.search(r"^  skipped 1 row\(s\): malformed JSON line$", captured.out, re.M), captured.out
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_malformed_json_array_still_stops_with_on_error_skip(tmp_path, capsys):
+    src = tmp_path / "rows.json"
+    src.write_text('[{"instruction": "a", "output": "b"},\n {"instruction": "c" "output": "d"}]\n', encoding="utf-8")
+    assert cli(["convert", str(src), "-o", str(tmp_path / "o.jsonl"), "--on-error", "skip"]) == 2
+    assert f"{src}:2:" in capsys.readouterr().err

@@ -136,8 +136,16 @@ def convert_files(
 
     records: list[dict[str, Any]] = []
     for path in paths:
-        rows = read_rows(path, lenient=lenient, warn=warn)
-        file_report = FileReport(path, read=len(rows))
+        malformed: list[str] = []
+
+        def bad_line(message: str) -> None:
+            malformed.append(message)
+            warn(f"{message} (skipped)")
+
+        rows = read_rows(path, lenient=lenient, warn=warn, bad_line=bad_line if on_error == "skip" else None)
+        file_report = FileReport(path, read=len(rows) + len(malformed))
+        if malformed:
+            file_report.skipped["malformed JSON line"] += len(malformed)
         report.inputs.append(file_report)
         if not rows:
             warn(f"{path}: no rows")

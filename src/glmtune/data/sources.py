@@ -33,9 +33,15 @@ class Row:
 
 
 def read_rows(
-    path: str | Path, lenient: bool = False, warn: Callable[[str], None] | None = None
+    path: str | Path, lenient: bool = False, warn: Callable[[str], None] | None = None,
+    bad_line: Callable[[str], None] | None = None,
 ) -> list[Row]:
-    """Read all rows of one input file; ``warn`` receives one message per ``--lenient`` fix."""
+    """Read all rows of one input file; ``warn`` receives one message per ``--lenient`` fix.
+
+    With ``bad_line``, a malformed JSONL line is handed to it (as ``FILE:LINE:COL: ...``) and skipped
+    instead of stopping the read; each JSONL line stands alone, so the next one still parses. A JSON
+    array has nothing to resync on and always stops.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -54,7 +60,7 @@ def read_rows(
         for line, what in fixes:
             (warn or (lambda _m: None))(f"{path}:{line}: {what} (--lenient)")
     if suffix == ".jsonl":
-        return _read_jsonl(path, text)
+        return _read_jsonl(path, text, bad_line)
     return _read_json(path, text)
 
 
@@ -80,7 +86,7 @@ def _json_error(path: Path, exc: json.JSONDecodeError) -> DataError:
     return DataError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}{hint}")
 
 
-def _read_jsonl(path: Path, text: str) -> list[Row]:
+def _read_jsonl(path: Path, text: str, bad_line: Callable[[str], None] | None = None) -> list[Row]:
     rows = []
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -88,7 +94,11 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+            message = f"{path}:{lineno}:{exc.colno}: malformed JSON: {exc.msg}"
+            if bad_line is None:
+                raise DataError(message) from None
+            bad_line(message)
+            continue
         rows.append(Row(len(rows) + 1, lineno, value))
     return rows
 
