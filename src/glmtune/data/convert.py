@@ -138,7 +138,7 @@ def convert_files(
     for path in paths:
         malformed: list[str] = []
 
-        def bad_line(message: str) -> None:
+        def bad_line(message: str, malformed: list[str] = malformed) -> None:
             malformed.append(message)
             warn(f"{message} (skipped)")
 
