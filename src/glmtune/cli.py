@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("glmtune.models.info:main", "family, size, dtype, vocab, special ids, context length of a checkpoint"),
     "export": ("glmtune.models.export:main", "write a ChatGLM2/3 checkpoint as a transformers Glm or THUDM checkpoint"),
     "train": ("glmtune.train.cli:main", "fine-tune a model: glmtune train CONFIG.yaml [key=value ...]"),
+    "eval": ("glmtune.evaluate.cli:main", "BLEU-4 and ROUGE-1/2/L of predictions against references (official ChatGLM metrics)"),
 }
 
 

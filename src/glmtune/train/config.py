@@ -44,6 +44,12 @@ class TrainConfig:
     # --- data ---
     data: str | list[str] = ""  # converted JSONL file(s), raw dataset files (see data_format) or a tokenized dir
     data_format: str = "auto"  # raw (non-JSONL-records) inputs are converted on the fly with this format
+    on_error: Literal["error", "skip"] = "error"  # raw data: a bad row stops the run, or is skipped and counted
+    lenient: bool = False  # raw JSON data: accept trailing commas and comments (reported per line)
+    columns: dict[str, str] = field(default_factory=dict)  # raw data, format columns: {user: COL, assistant: COL}
+    prompt_column: str = "prompt"  # raw data, format chatglm: the prompt column
+    response_column: str = "response"  # raw data, format chatglm: the response column
+    history_column: str | None = None  # raw data, format chatglm: the history column (default: history)
     eval_data: str | list[str] | None = None  # dev set(s), same kinds as data
     val_size: int | float = 0  # carve this many rows (int) or this ratio (float) from data when no eval_data
     template: str | None = None  # chat template; default: the family's
@@ -60,6 +66,7 @@ class TrainConfig:
     num_proc: int = 1  # processes for tokenizing
     # --- optimisation ---
     output_dir: str = "outputs/run"  # where checkpoints, weights, logs and loss.png go
+    overwrite_output_dir: bool = False  # replace an output_dir holding another run or files glmtune did not write
     max_steps: int | None = None  # optimizer steps; overrides num_epochs when set
     num_epochs: float = 3.0  # passes over data when max_steps is unset
     batch_size: int = 4  # per device

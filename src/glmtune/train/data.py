@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from glmtune.errors import ConfigError
+from glmtune.errors import ConfigError, DataError
 
 log = logging.getLogger("glmtune.train")
 
@@ -47,21 +47,33 @@ def check_inputs(paths: list[str], key: str) -> None:
             raise ConfigError(f"{key}: file not found: {raw}")
 
 
-def prepare_inputs(paths: list[str], key: str, data_format: str, work_dir: Path) -> list[str]:
-    """Return paths the tokenizer step reads: records JSONL or tokenized folders; raw files are converted."""
+def prepare_inputs(paths: list[str], key: str, cfg: Any, work_dir: Path) -> list[str]:
+    """Return paths the tokenizer step reads: records JSONL or tokenized folders; raw files are converted
+    with the same options ``glmtune convert`` takes (data_format, on_error, lenient, columns, ...)."""
+    from glmtune.data.convert import Options, convert_files
+    from glmtune.data.formats.columns import parse_mapping
+
     check_inputs(paths, key)
+    opts = Options(cfg.prompt_column, cfg.response_column, cfg.history_column,
+                   parse_mapping([f"{k}={v}" for k, v in cfg.columns.items()]) if cfg.columns else {})  # fmt: skip
+    fmt = "columns" if cfg.columns and cfg.data_format == "auto" else cfg.data_format
     out: list[str] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir() or is_records_jsonl(path):
             out.append(str(path))
             continue
-        from glmtune.data.convert import convert_files
-
-        digest = hashlib.sha256(f"{path.resolve()}|{path.stat().st_mtime_ns}|{data_format}".encode()).hexdigest()
+        settings = [path.resolve(), path.stat().st_mtime_ns, fmt, cfg.on_error, cfg.lenient, sorted(cfg.columns.items()),
+                    cfg.prompt_column, cfg.response_column, cfg.history_column]  # fmt: skip
+        digest = hashlib.sha256(repr(settings).encode()).hexdigest()
         target = work_dir / f"{path.stem}-{digest[:10]}.jsonl"
         if not target.is_file():
-            convert_files([path], target, data_format, log=log.info)
+            try:
+                convert_files([path], target, fmt, options=opts, on_error=cfg.on_error, lenient=cfg.lenient,
+                              log=log.info)  # fmt: skip
+            except DataError as exc:  # convert's hints name its flags; train takes them as keys
+                raise DataError(f"{key}: " + str(exc).replace("--on-error skip", "on_error=skip")
+                                .replace("--lenient", "lenient=true").replace("--map", "columns")) from None
         out.append(str(target))
     return out
 

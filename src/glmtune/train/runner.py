@@ -19,6 +19,7 @@ from glmtune.config import to_dict
 from glmtune.errors import ConfigError
 from glmtune.train import data as train_data
 from glmtune.train.callbacks import LOG_NAME, JsonlLogCallback
+from glmtune.train import outdir
 from glmtune.train.config import TrainConfig
 from glmtune.train.plot import plot_loss
 from glmtune.train.precision import resolve_precision
@@ -26,7 +27,7 @@ from glmtune.train.trainer import GlmTrainer, clean_staging, last_checkpoint
 from glmtune.utils.io import atomic_open
 
 log = logging.getLogger("glmtune.train")
-CONFIG_NAME = "glmtune_train_config.yaml"
+CONFIG_NAME = outdir.CONFIG_NAME
 
 
 @dataclass
@@ -115,26 +116,33 @@ def training_arguments(cfg: TrainConfig, precision: Any, has_eval: bool) -> Any:
     )
 
 
-def load_everything(cfg: TrainConfig) -> tuple[Any, Any, Any, str, Any]:
-    """(model, tokenizer, method, family, precision) ready for training."""
+def load_tokenizer_and_family(cfg: TrainConfig) -> tuple[Any, str]:
+    """(tokenizer, family): cheap, so data problems surface before the model is loaded."""
     import glmtune
-    from glmtune.methods import get_method
     from glmtune.models.tiny import resolve_model_path
 
     model_path = resolve_model_path(cfg.model)
     family = cfg.family or glmtune.detect_family(model_path)
     cfg.family = family
+    return glmtune.load_tokenizer(model_path, family=family), family
+
+
+def load_model_and_method(cfg: TrainConfig, family: str) -> tuple[Any, Any, Any]:
+    """(model with the method applied, method, precision)."""
+    import glmtune
+    from glmtune.methods import get_method
+    from glmtune.models.tiny import resolve_model_path
+
     method = get_method(cfg.method)
     precision = resolve_precision(cfg.precision, cfg.method)
-    tokenizer = glmtune.load_tokenizer(model_path, family=family)
     kwargs: dict[str, Any] = {"dtype": precision.load_dtype, **method.model_load_kwargs(cfg)}
     if cfg.rope_scaling is not None:
         kwargs["rope_scaling"] = {"type": cfg.rope_scaling.type, "factor": cfg.rope_scaling.factor}
     kwargs.setdefault("attn_implementation", cfg.attn_implementation)
-    model = glmtune.load_model(model_path, family=family, **kwargs)
+    model = glmtune.load_model(resolve_model_path(cfg.model), family=family, **kwargs)
     model = method.apply(model, cfg)
     log.info("method %s: %s", cfg.method, method.trainable_summary(model))
-    return model, tokenizer, method, family, precision
+    return model, method, precision
 
 
 def build_datasets(cfg: TrainConfig, tokenizer: Any, family: str) -> tuple[Any, Any, str]:
@@ -144,7 +152,7 @@ def build_datasets(cfg: TrainConfig, tokenizer: Any, family: str) -> tuple[Any, 
 
     out = Path(cfg.output_dir)
     cache = out / "data"
-    train_paths = train_data.prepare_inputs(cfg.data_paths, "data", cfg.data_format, cache)
+    train_paths = train_data.prepare_inputs(cfg.data_paths, "data", cfg, cache)
     template = train_data.folder_template(train_paths)  # a tokenized folder is already in one format
     if template and cfg.template and resolve_template(tokenizer, cfg.template).name != template:
         raise ConfigError(f"template: {cfg.template!r}, but data {cfg.data_paths[0]} was tokenized with "
@@ -153,7 +161,7 @@ def build_datasets(cfg: TrainConfig, tokenizer: Any, family: str) -> tuple[Any, 
     train = train_data.tokenize(cfg, tokenizer, train_paths, template, cache / "tokenized")
     dev = None
     if cfg.eval_paths:
-        eval_paths = train_data.prepare_inputs(cfg.eval_paths, "eval_data", cfg.data_format, cache)
+        eval_paths = train_data.prepare_inputs(cfg.eval_paths, "eval_data", cfg, cache)
         dev = train_data.tokenize(cfg, tokenizer, eval_paths, template, cache / "tokenized")
     elif cfg.val_size:
         train, dev = train_data.split_val(train, cfg.val_size, cfg.seed)
@@ -168,6 +176,11 @@ def resolve_model_dir(cfg: TrainConfig) -> Path:
     return resolve_model_path(cfg.model)
 
 
+def _write_config(out: Path, cfg: TrainConfig) -> None:
+    with atomic_open(out / CONFIG_NAME) as fh:
+        yaml.safe_dump(to_dict(cfg), fh, allow_unicode=True, sort_keys=False)
+
+
 def save_outputs(cfg: TrainConfig, trainer: Any, method: Any, tokenizer: Any) -> None:
     """Weights/adapter (method's format), tokenizer and the resolved config, written by the main process."""
     out = Path(cfg.output_dir)
@@ -176,8 +189,7 @@ def save_outputs(cfg: TrainConfig, trainer: Any, method: Any, tokenizer: Any) ->
         trainer.save_model(str(out / "deepspeed_weights"))  # gathers ZeRO-3 shards
     if trainer.args.should_save:
         method.save(model, out, tokenizer)  # weights/adapter, adapter note and tokenizer
-        with atomic_open(out / CONFIG_NAME) as fh:
-            yaml.safe_dump(to_dict(cfg), fh, allow_unicode=True, sort_keys=False)
+        _write_config(out, cfg)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -189,18 +201,31 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
 
     state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: torchrun on CPU -> gloo DDP
     out = Path(cfg.output_dir)
-    resume = resolve_resume(cfg.resume, out)
+    settings = to_dict(cfg)
     train_data.check_inputs(cfg.data_paths, "data")  # before minutes of model loading
     train_data.check_inputs(cfg.eval_paths, "eval_data")
+    outdir.claim(out, settings, cfg.resume, cfg.overwrite_output_dir, act=False)  # every rank: same verdict
+    resume = resolve_resume(cfg.resume, out)
+    done = outdir.finished(Path(resume), cfg.max_steps) if resume else None
+    if done is not None and (out / CONFIG_NAME).is_file() and (out / LOG_NAME).is_file():
+        print(f"{out}: this run already finished at step {done}; nothing to train "
+              "(raise max_steps to train further)")  # fmt: skip
+        return RunResult(output_dir=out, global_step=done, train_loss=None)
+    if resume:
+        log.info("resuming from %s (its run's settings match this config)", resume)
+    state.wait_for_everyone()
     with state.main_process_first():  # build the tiny base / convert / tokenize once
         if state.is_main_process:
+            outdir.claim(out, settings, cfg.resume, cfg.overwrite_output_dir)
             out.mkdir(parents=True, exist_ok=True)
             clean_staging(out)
             if resume is None and (out / LOG_NAME).exists():
                 (out / LOG_NAME).unlink()  # a fresh run starts a fresh log
+            _write_config(out, cfg)  # first: the folder is recognisably this run's, even if it stops early
         set_seed(cfg.seed)
-        model, tokenizer, method, family, precision = load_everything(cfg)
-        train_ds, eval_ds, template = build_datasets(cfg, tokenizer, family)
+        tokenizer, family = load_tokenizer_and_family(cfg)
+        train_ds, eval_ds, template = build_datasets(cfg, tokenizer, family)  # data errors before the model
+        model, method, precision = load_model_and_method(cfg, family)
     log.info("data: %d train examples, %s eval examples, template %s", len(train_ds),
              len(eval_ds) if eval_ds is not None else 0, template)  # fmt: skip
     jsonl = JsonlLogCallback(out)
