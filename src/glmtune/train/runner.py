@@ -18,8 +18,8 @@ import yaml
 from glmtune.config import to_dict
 from glmtune.errors import ConfigError
 from glmtune.train import data as train_data
-from glmtune.train.callbacks import LOG_NAME, JsonlLogCallback
 from glmtune.train import outdir
+from glmtune.train.callbacks import LOG_NAME, JsonlLogCallback
 from glmtune.train.config import TrainConfig
 from glmtune.train.plot import plot_loss
 from glmtune.train.precision import resolve_precision
