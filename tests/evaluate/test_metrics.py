@@ -48,7 +48,9 @@ def test_identical_strings_score_100_everywhere():
 def test_chatglm3_word_bleu_cannot_reach_100_below_four_words():
     # 今天天气|很|好 against itself: p1 = 3/3, p2 = 2/2, p3 = 1/1, p4: no 4-gram -> 0/1 -> 1/(2 * 1) = 1/2
     #   BLEU = (1/2) ** (1/4) = 0.8408964 -> 84.08964...; the character BLEU of ptuning gives 100.0
-    assert score_chatglm3("今天天气很好", "今天天气很好")["bleu-4"] == pytest.approx(0.5**0.25 * 100, rel=1e-12)
+    assert score_chatglm3("今天天气很好", "今天天气很好")["bleu-4"] == pytest.approx(
+        0.5**0.25 * 100, rel=1e-12
+    )
     assert score_ptuning("今天天气很好", "今天天气很好")["bleu-4"] == 100.0
 
 
@@ -60,7 +62,12 @@ def test_last_character_differs_in_a_five_character_string():
     # characters 今天天气坏 vs 今天天气好:
     #   p1 = 4/5, p2 = 3/4 (今天 天天 天气 match, 气坏 not), p3 = 2/3, p4 = 1/2, BP = 1 (5 vs 5)
     #   BLEU = (4/5 * 3/4 * 2/3 * 1/2) ** (1/4) = 0.2 ** 0.25 = 0.668740305 -> 66.874
-    assert score_ptuning("今天天气坏", REF) == {"rouge-1": 50.0, "rouge-2": 0.0, "rouge-l": 50.0, "bleu-4": 66.874}
+    assert score_ptuning("今天天气坏", REF) == {
+        "rouge-1": 50.0,
+        "rouge-2": 0.0,
+        "rouge-l": 50.0,
+        "bleu-4": 66.874,
+    }
     assert 0.2**0.25 * 100 == pytest.approx(66.874, abs=5e-5)
 
 
@@ -73,7 +80,12 @@ def test_middle_character_differs_uses_method3_smoothing():
     #   ROUGE-1: overlap {好}: P = 1/3, R = 1/2 -> F = 2 * (1/6) / (5/6) = 0.4 -> 40.0
     #   ROUGE-2: (今天,大气) (大气,好) vs (今天天气,好): none -> 0.0
     #   ROUGE-L: LCS = 1 (好): P = 1/3, R = 1/2 -> 40.0
-    assert score_ptuning("今天大气好", REF) == {"rouge-1": 40.0, "rouge-2": 0.0, "rouge-l": 40.0, "bleu-4": 30.2138}
+    assert score_ptuning("今天大气好", REF) == {
+        "rouge-1": 40.0,
+        "rouge-2": 0.0,
+        "rouge-l": 40.0,
+        "bleu-4": 30.2138,
+    }
     assert (1 / 120) ** 0.25 * 100 == pytest.approx(30.2138, abs=5e-5)
 
 
@@ -94,7 +106,12 @@ def test_english_words_are_split_on_spaces():
     # jieba: ab|' '|cd and ab|' '|ce; rouge_chinese re-splits the space-joined text into words ab cd / ab ce
     #   ROUGE-1: overlap {ab}: P = R = 1/2 -> 50.0;  ROUGE-2: (ab,ce) vs (ab,cd) -> 0.0;  ROUGE-L: 1/2 -> 50.0
     # characters a b ' ' c e vs a b ' ' c d: the last one differs, as above: 0.2 ** 0.25 -> 66.874
-    assert score_ptuning("ab ce", "ab cd") == {"rouge-1": 50.0, "rouge-2": 0.0, "rouge-l": 50.0, "bleu-4": 66.874}
+    assert score_ptuning("ab ce", "ab cd") == {
+        "rouge-1": 50.0,
+        "rouge-2": 0.0,
+        "rouge-l": 50.0,
+        "bleu-4": 66.874,
+    }
 
 
 def test_english_sentence_rouge_counts_distinct_ngrams():
@@ -129,7 +146,9 @@ def test_chatglm3_differs_from_ptuning_on_the_same_pair():
     assert p["bleu-4"] == 66.874
     assert c["bleu-4"] == pytest.approx(2 ** (-7 / 4) * 100, rel=1e-12)
     assert round(c["bleu-4"], 6) == 29.730178  # chatglm3 keeps the full value (its script does not round)
-    assert {k: c[k] for k in ("rouge-1", "rouge-2", "rouge-l")} == {k: p[k] for k in ("rouge-1", "rouge-2", "rouge-l")}
+    assert {k: c[k] for k in ("rouge-1", "rouge-2", "rouge-l")} == {
+        k: p[k] for k in ("rouge-1", "rouge-2", "rouge-l")
+    }
 
 
 @pytest.mark.parametrize("score", list(VARIANTS.values()), ids=list(VARIANTS))
@@ -166,7 +185,7 @@ def test_aggregate_rounds_only_the_final_mean():
     #   今天天气|坏: 2 ** (-7/4) (above). Mean: (2 ** (-3/4) + 2 ** (-7/4)) / 2 * 100 = 1.5 * 29.7301779 = 44.5952668
     report = aggregate([(REF, REF), ("今天天气坏", REF)], "chatglm3")
     assert report["bleu-4"] == 44.5953 and report["variant"] == "chatglm3"
-    # three rows of 0, 0, 100/3-ish: the mean of unrounded-by-us per-row values, then 4 decimals
+    # three rows: bleu 30.2138 (method3 example), 0 (empty), 66.874 -> mean 32.36260 -> 32.3626
     three = aggregate([("今天大气好", REF), ("", REF), ("今天天气坏", REF)])
     assert three["bleu-4"] == round((30.2138 + 0.0 + 66.874) / 3, 4) == 32.3626
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 
@@ -75,6 +76,40 @@ def test_nan_loss_stops_with_clear_message(make_cfg, monkeypatch):
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 4.*checkpoint-2.*learning_rate"):
         run(cfg)
     assert [p.name for p in Path(cfg.output_dir).glob("checkpoint-*")] == ["checkpoint-2"]
+
+
+def test_diverging_run_never_saves_non_finite_weights(tiny_model, small_data, tmp_path, capsys):
+    """learning_rate=1e8: the gradient goes NaN while the loss is still finite; the run stops before that
+    optimizer step, and the checkpoint it names has only finite tensors."""
+    import torch
+    from conftest import base_overrides
+    from safetensors.torch import load_file
+
+    from glmtune.cli import main as cli
+
+    out = tmp_path / "diverge"
+    code = cli(["train", *base_overrides(tiny_model, small_data, out, learning_rate="1e8", save_steps=2, max_steps=8,
+                                         max_grad_norm=0)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "stopped before the optimizer step" in err, err
+    named = re.search(r"Last good checkpoint: (\S+)\.", err).group(1)
+    for folder in out.glob("checkpoint-*"):  # every checkpoint written, not only the one named
+        for path in folder.glob("*.safetensors"):
+            assert all(torch.isfinite(t).all() for t in load_file(str(path)).values()), path
+    assert named == "none" or Path(named).is_dir()
+
+
+class _PoisonGradient(TrainerCallback):
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 1:  # during step 2: the loss was finite, one gradient is not
+            next(p for p in model.parameters() if p.requires_grad).grad.fill_(float("nan"))
+
+
+def test_a_nan_gradient_with_a_finite_loss_stops_before_the_step(make_cfg):
+    cfg = make_cfg(max_steps=6, save_steps=2)
+    with pytest.raises(NonFiniteLossError, match=r"gradient became NaN/inf .* at step 2.*Last good checkpoint: none"):
+        run(cfg, callbacks=[_PoisonGradient()])
+    assert not list(Path(cfg.output_dir).glob("checkpoint-*"))  # checkpoint-2 would have held NaN weights
 
 
 class _Crash(TrainerCallback):

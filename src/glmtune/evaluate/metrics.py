@@ -90,7 +90,9 @@ def conclusion(text: str) -> str | None:
     return text.rsplit(CONCLUSION, 1)[1].strip()
 
 
-def aggregate(rows: Iterable[tuple[str, str]], variant: str = DEFAULT_VARIANT) -> dict[str, float | int | str]:
+def aggregate(
+    rows: Iterable[tuple[str, str]], variant: str = DEFAULT_VARIANT
+) -> dict[str, float | int | str]:
     """Mean of each per-sample metric over ``(prediction, reference)`` pairs, rounded to 4 decimals.
 
     When some reference has a ``CONCLUSION:``, also ``conclusion_exact_match``: the percentage of those

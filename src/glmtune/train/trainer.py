@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from glmtune.errors import GlmtuneError
@@ -45,12 +45,49 @@ def clean_staging(output_dir: str | Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
+def weights_finite(folder: Path) -> bool:
+    """Every floating tensor in the folder's weight files is finite."""
+    from safetensors import safe_open
+
+    for path in folder.glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - safe_open is not a dict
+                tensor = fh.get_tensor(key)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    return False
+    for path in folder.glob("*.bin"):
+        if path.name.startswith(("optimizer", "scheduler", "rng_state", "training_args")):
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if any(t.is_floating_point() and not torch.isfinite(t).all() for t in state.values() if torch.is_tensor(t)):
+            return False
+    return True
+
+
+class _FiniteGradients(TrainerCallback):
+    """Stops before the optimizer step when a gradient is NaN/inf although the loss was finite: that
+    step would make every weight NaN and the next checkpoint useless. (fp16 runs skip this: there the
+    loss scaler skips such steps itself; DeepSpeed keeps gradients in its own buffers.)"""
+
+    def __init__(self, trainer: GlmTrainer) -> None:
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if args.fp16 or self.trainer.is_deepspeed_enabled or model is None:
+            return
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else torch.tensor(True)
+        if not self.trainer._all_ranks_finite(finite):
+            self.trainer.stop_non_finite("the gradient became NaN/inf (the loss was still finite)")
+
+
 class GlmTrainer(Trainer):
     """Trainer with the behaviour glmtune promises on top of transformers'.
 
     - checkpoints appear atomically: every rank writes into a staging folder which the main process
       renames into place once complete, so a crash mid-save leaves the previous checkpoint intact;
-    - a NaN/inf loss stops the run with :class:`NonFiniteLossError` before the optimizer step;
+    - a NaN/inf loss or gradient (on any rank) stops every rank with :class:`NonFiniteLossError` before
+      the optimizer step, naming the newest checkpoint whose weights are all finite;
     - ``chunked_loss`` computes the loss without all float32 logits at once (see ``train.loss``);
     - counts non-padding tokens for the tokens/s in ``train_log.jsonl``.
     """
@@ -59,6 +96,7 @@ class GlmTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.chunk_size = 0 if chunked_loss is False else DEFAULT_CHUNK if chunked_loss is True else int(chunked_loss)
         self.tokens_seen = 0
+        self.add_callback(_FiniteGradients(self))
 
     # --- loss ---
     def compute_loss(
@@ -87,21 +125,42 @@ class GlmTrainer(Trainer):
         elif "input_ids" in inputs:
             self.tokens_seen += int(inputs["input_ids"].numel())
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if not math.isfinite(float(loss)):
-            step = self.state.global_step + 1
-            good = self.last_good_checkpoint()
-            raise NonFiniteLossError(
-                f"loss became {float(loss)} at step {step}; stopped without saving this step. "
-                f"Last good checkpoint: {good or 'none'}. Try a lower learning_rate, precision=bf16 or "
-                f"fp32 instead of fp16, or a smaller max_grad_norm; resume with resume=auto."
-            )
+        if not self._all_ranks_finite(torch.isfinite(loss.detach()).all()):
+            self.stop_non_finite(f"loss became {float(loss)}")
         return loss
 
+    def _all_ranks_finite(self, flag: torch.Tensor) -> bool:
+        """One verdict for every rank (a rank that raised alone would leave the others in a collective)."""
+        if self.accelerator.num_processes > 1:
+            flag = self.accelerator.reduce(flag.to(self.accelerator.device, torch.float32), reduction="sum")
+            return bool(flag.item() == self.accelerator.num_processes)
+        return bool(flag)
+
+    def stop_non_finite(self, what: str) -> None:
+        step = self.state.global_step + 1
+        good = self.last_good_checkpoint()
+        raise NonFiniteLossError(
+            f"{what} at step {step}; stopped before the optimizer step, nothing of it saved. "
+            f"Last good checkpoint: {good or 'none'}. Try a lower learning_rate, precision=bf16 or "
+            f"fp32 instead of fp16, or a smaller max_grad_norm; resume with resume=auto."
+        )
+
     def last_good_checkpoint(self) -> Path | None:
-        return last_checkpoint(self.args.output_dir)
+        """The newest checkpoint whose weights are all finite (an older guard could let one slip)."""
+        found = sorted(Path(self.args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"),
+                       key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+        for folder in reversed(found):
+            if (folder / "trainer_state.json").is_file() and weights_finite(folder):
+                return folder
+        return None
 
     # --- atomic checkpoints ---
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        if not self.is_deepspeed_enabled:  # a checkpoint is only worth writing if its weights are finite
+            trained = [p.detach() for p in model.parameters() if p.requires_grad]
+            finite = torch.stack([torch.isfinite(p).all() for p in trained]).all() if trained else torch.tensor(True)
+            if not self._all_ranks_finite(finite):
+                self.stop_non_finite("the weights became NaN/inf (checkpoint not written)")
         run_dir = self._get_output_dir(trial=trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staging = os.path.join(run_dir, STAGING_PREFIX + name)
