@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -82,9 +82,9 @@ def test_diverging_run_never_saves_non_finite_weights(tiny_model, small_data, tm
     """learning_rate=1e8: the gradient goes NaN while the loss is still finite; the run stops before that
     optimizer step, and the checkpoint it names has only finite tensors."""
     import torch
-    from conftest import base_overrides
     from safetensors.torch import load_file
 
+    from conftest import base_overrides
     from glmtune.cli import main as cli
 
     out = tmp_path / "diverge"
