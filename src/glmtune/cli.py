@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 from glmtune.errors import GlmtuneError
@@ -61,6 +62,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"glmtune {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not a user error: one line here, the traceback in a file
+        if os.environ.get("GLMTUNE_DEBUG"):
+            raise
+        where = _save_traceback(name)
+        print(f"glmtune {name}: internal error: {type(exc).__name__}: {exc}".splitlines()[0][:500], file=sys.stderr)
+        print(f"glmtune {name}: the full traceback is in {where} (GLMTUNE_DEBUG=1 prints it); please report it",
+              file=sys.stderr)
+        return 1
+
+
+def _save_traceback(name: str) -> str:
+    import tempfile
+    import time
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"glmtune-{name}-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"glmtune {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -186,3 +186,60 @@ def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
             if dataclasses.is_dataclass(arg):
                 docs.update(field_docs(arg, f"{prefix}{f.name}."))  # type: ignore[arg-type]
     return docs
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = f.default_factory()  # type: ignore[misc]
+    else:
+        return "(required)"
+    if dataclasses.is_dataclass(value):
+        return "{...}"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value) \
+        if isinstance(value, str) else str(value)
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """``name: type = default  # comment`` lines of a dataclass body: the comment is the key's one-line doc."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    found: dict[str, str] = {}
+    above: list[str] = []  # comment lines right above a field describe it when it has none of its own
+    for line in source.splitlines():
+        comment = re.match(r"^\s{4}#\s*(.+)$", line)
+        if comment:
+            above.append(comment.group(1).strip())
+            continue
+        m = re.match(r"^\s{4}(\w+): ([^#]*?)(?:#\s*(.+))?$", line)
+        if m:
+            doc = m.group(3) or " ".join(above)
+            if doc:
+                found[m.group(1)] = doc.strip()
+        above = []
+    return found
+
+
+def key_listing(cls: type, prefix: str = "") -> list[str]:
+    """``key: type = default  # what it does`` for every key, nested blocks included (``lora.r``)."""
+    hints = typing.get_type_hints(cls)
+    comments = _comments(cls)
+    lines: list[str] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        doc = comments.get(f.name)
+        nested = [a for a in (get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,))
+                  if dataclasses.is_dataclass(a)]
+        if nested and not doc:
+            doc = (nested[0].__doc__ or "").strip().split("\n")[0]
+        line = f"{prefix}{f.name}: {_type_name(tp)} = {_default_text(f)}"
+        lines.append(f"{line}  # {doc}" if doc else line)
+        for arg in nested:
+            lines += key_listing(arg, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+    return lines

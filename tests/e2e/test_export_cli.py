@@ -56,3 +56,41 @@ def test_export_hf_loads_without_glmtune(reference, tmp_path):
     assert result["cls"] == "GlmForCausalLM"
     torch.testing.assert_close(torch.tensor(result["logits"]), torch.tensor(lp["logits"], dtype=torch.float32),
                                atol=1e-5, rtol=0)
+
+
+def test_export_never_replaces_what_glmtune_did_not_write(reference, tmp_path, capsys):
+    from glmtune.cli import main as cli
+
+    src = reference / "checkpoints" / "chatglm2-mini"
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert cli(["export", "--model", str(src), "--to", "hf", str(precious)]) == 2
+    err = capsys.readouterr().err
+    assert "holds files glmtune did not write (thesis.tex)" in err and "--overwrite" in err, err
+    assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"]
+    out = tmp_path / "hf"
+    assert cli(["export", "--model", str(src), "--to", "hf", str(out)]) == 0
+    assert json.loads((out / "glmtune_output.json").read_text()) == {"kind": "export-hf"}
+    assert cli(["export", "--model", str(src), "--to", "hf", str(out)]) == 0  # its own output: replaced
+    assert cli(["export", "--model", str(src), "--to", "chatglm", str(out)]) == 2  # another kind: refused
+    assert "a glmtune export-hf output" in capsys.readouterr().err
+    assert cli(["export", "--model", str(src), "--to", "hf", str(precious), "--overwrite"]) == 0
+    assert not (precious / "thesis.tex").exists() and (precious / "config.json").is_file()
+
+
+def test_export_user_errors_are_one_line(reference, tmp_path, capsys):
+    from glmtune.cli import main as cli
+
+    src = reference / "checkpoints" / "chatglm2-mini"
+    assert cli(["export", "--model", str(src), "--to", "hf", str(tmp_path / "o"), "--shard-size", "2XB"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--shard-size '2XB'" in err, err
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8,
+                                                             "base_model_name_or_path": str(src)}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    assert cli(["export", "--model", str(adapter), "--to", "hf", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a LoRA adapter" in err and "not a model" in err and "model_type" not in err, err

@@ -89,3 +89,22 @@ def test_columns_map_raw_data(capsys, tiny_model, tmp_path):
     code = cli(["train", *base_overrides(tiny_model, raw, out, method="lora", max_steps=1),
                 "columns={user: content, assistant: summary}"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
+
+
+def test_tokenized_folder_settings_are_honoured_or_refused(capsys, tiny_model, small_data, tmp_path):
+    import yaml
+
+    records = tmp_path / "r.jsonl"
+    assert cli(["convert", str(small_data), "-o", str(records)]) == 0
+    folder = tmp_path / "tok"
+    assert cli(["tokenize", "--model", str(tiny_model), "--data", str(records), "-o", str(folder),
+                "--cutoff-len", "64", "--num-proc", "1", "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "run"
+    overrides = [o for o in base_overrides(tiny_model, folder, out, method="lora", max_steps=1) if "cutoff_len" not in o]
+    assert cli(["train", *overrides, "cutoff_len=128"]) == 2  # set explicitly to another value: refused
+    err = capsys.readouterr().err
+    assert "cutoff_len: 128, but data" in err and "tokenized with cutoff_len=64" in err, err
+    assert cli(["train", *overrides]) == 0  # left at its default: the folder's 64 is used and recorded
+    saved = yaml.safe_load((out / "glmtune_train_config.yaml").read_text())
+    assert saved["cutoff_len"] == 64

@@ -82,7 +82,8 @@ def _to_record(row: Row, path: Path, fmt: Format, opts: Options) -> dict[str, An
 def _dev_count(val_size: int | float, total: int) -> int:
     if isinstance(val_size, float):
         if not 0 < val_size < 1:
-            raise DataError(f"--val-size {val_size}: a ratio must be between 0 and 1")
+            raise DataError(f"--val-size {val_size}: a ratio must be above 0 and below 1 (it is the share of "
+                            "rows for the dev split; for a number of rows give an integer, e.g. 200)")
         n_dev = max(1, round(total * val_size))
     else:
         n_dev = val_size
@@ -101,6 +102,23 @@ def split(records: list[Any], val_size: int | float | None, seed: int) -> tuple[
     return [r for i, r in enumerate(records) if i not in dev], [r for i, r in enumerate(records) if i in dev]
 
 
+def _replaceable(path: Path) -> bool:
+    """Missing, empty, or records JSONL as convert writes them (its first line is a messages record)."""
+    if not path.exists():
+        return True
+    if not path.is_file():
+        return False
+    with path.open("rb") as fh:
+        first = fh.readline(1 << 20)
+    if not first.strip():
+        return path.stat().st_size == len(first)
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and isinstance(record.get("messages"), list)
+
+
 def convert_files(
     inputs: Sequence[str | Path],
     output: str | Path,
@@ -112,6 +130,7 @@ def convert_files(
     on_error: str = "error",
     lenient: bool = False,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> ConvertReport:
     """Convert ``inputs`` into ``output`` (and ``OUT.dev.jsonl`` with ``val_size``), written atomically."""
     opts = options or Options()
@@ -127,6 +146,10 @@ def convert_files(
             raise DataError(f"{path}: no such file")
         if any(path.resolve() == out.resolve() for out in outputs):
             raise DataError(f"{path}: input and output are the same file")
+    for out in outputs:
+        if not overwrite and not _replaceable(out):
+            raise DataError(f"{out} exists and is not a file glmtune convert wrote; choose another output, "
+                            "or pass --overwrite to replace it")
 
     report = ConvertReport()
 
@@ -222,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lenient", action="store_true", help="accept trailing commas and comments in JSON, with a warning"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an output file glmtune did not write")
     return p
 
 
@@ -240,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         on_error=args.on_error,
         lenient=args.lenient,
+        overwrite=args.overwrite,
     )
     print(report.summary())
     return 0

@@ -84,6 +84,23 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
                 raise DataError(f"{path}:{lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
 
 
+def _raw_data_hint(path: str | Path, record: Any) -> str:
+    """When a file is raw instruction data rather than converted records, say so and how to convert it."""
+    from glmtune.data.formats import FORMATS  # noqa: F401 - registers the formats
+    from glmtune.data.formats.base import Options, detect
+
+    row = record[0] if isinstance(record, list) and record and isinstance(record[0], dict) else record
+    if not isinstance(row, dict) or "messages" in row:
+        return ""
+    try:
+        fmt, _ = detect(list(row), Options())
+        looks = f"it looks like {fmt.name} data"
+    except DataError:
+        looks = "it is not glmtune's records format"
+    return (f"{path} is not a converted records file (JSONL, one {{\"messages\": [...]}} per line): {looks}; "
+            f"run 'glmtune convert {path} -o DATA.jsonl' first and use DATA.jsonl")
+
+
 def numbered_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` of a converted JSONL file, validated; errors name FILE:LINE."""
     records = []
@@ -91,6 +108,9 @@ def numbered_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             validate_record(record)
         except RowError as exc:
+            hint = _raw_data_hint(path, record) if not records else ""
+            if hint:
+                raise DataError(hint) from None
             raise DataError(f"{path}:{lineno}: {exc}") from None
         records.append((lineno, record))
     if not records:

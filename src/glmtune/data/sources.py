@@ -81,7 +81,7 @@ def _json_error(path: Path, exc: json.JSONDecodeError) -> DataError:
     text, pos = exc.doc, exc.pos
     before = text[:pos].rstrip()
     hint = ""
-    if before.endswith(",") and text[pos : pos + 1] in ("]", "}"):
+    if before.endswith(",") and text[pos : pos + 1] in ("]", "}") and "--lenient" not in exc.msg:
         hint = f" (a trailing comma before {text[pos]!r}? fix the file or pass --lenient)"
     return DataError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}{hint}")
 

@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
                    help="chatglm3: do not learn tool results")
     p.add_argument("--num-proc", type=int, default=2, help="worker processes")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder glmtune did not write")
     return p
 
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(args.model, family=args.family)
     _, report = build_tokenized_dataset(
         tokenizer, args.data, args.template, options, num_proc=args.num_proc, output_dir=args.output,
-        progress=not args.no_progress,
+        progress=not args.no_progress, overwrite=args.overwrite,
     )
     print(report)
     return 0

@@ -23,7 +23,7 @@ from glmtune.data.encode import encode_conversation
 from glmtune.data.records import numbered_records
 from glmtune.data.templates import EncodeOptions, Template, resolve_template
 from glmtune.errors import DataError, GlmtuneError
-from glmtune.utils.io import atomic_dir, atomic_open, read_json
+from glmtune.utils.io import atomic_dir, atomic_open, claim_output, read_json
 
 log = logging.getLogger("glmtune.data")
 META_FILE = "glmtune_tokenized.json"
@@ -197,6 +197,20 @@ def load_tokenized(path: str | Path) -> tuple[Any, dict[str, Any]]:
     return datasets.load_from_disk(str(path)), meta
 
 
+def check_template_fits(tokenizer: Any, template: Template) -> None:
+    """A template whose special tokens this tokenizer lacks would emit ids past its vocabulary (e.g. the
+    chatglm3 template's <|user|> = 64795 on a ChatGLM2 tokenizer): refuse it before tokenizing."""
+    from glmtune.data.encode import build_chat_input
+
+    probe = build_chat_input(tokenizer, [{"role": "user", "content": "hi"}], template)
+    size = len(tokenizer)
+    bad = sorted({i for i in probe if not 0 <= i < size})
+    if bad:
+        family = getattr(tokenizer, "glmtune_family", None) or type(tokenizer).__name__
+        raise DataError(f"template {template.name!r} emits token ids {bad[:3]} that this {family} tokenizer does not "
+                        f"have (it has {size}); choose a template made for this tokenizer, or leave it unset")
+
+
 def build_tokenized_dataset(
     tokenizer: Any,
     data_paths: str | Path | Sequence[str | Path],
@@ -206,6 +220,7 @@ def build_tokenized_dataset(
     num_proc: int = 2,
     output_dir: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Any, TokenizeReport]:
     """Encode converted JSONL files into a ``datasets.Dataset`` (``input_ids``, ``labels``, ``length``).
 
@@ -234,8 +249,11 @@ def build_tokenized_dataset(
             raise DataError(f"{p}: no such file")
     opts = options or EncodeOptions()
     tpl = resolve_template(tokenizer, template)
+    check_template_fits(tokenizer, tpl)
     fp = fingerprint(tokenizer, paths, tpl.name, opts)
     target = Path(output_dir) if output_dir else (Path(cache_dir) / fp[:20] if cache_dir else None)
+    if output_dir:
+        claim_output(target, "tokenized", overwrite, own_files=(META_FILE,))
     if target is not None and is_tokenized_dir(target):
         dataset, meta = load_tokenized(target)
         if meta.get("fingerprint") == fp:

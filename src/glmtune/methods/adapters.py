@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from glmtune.errors import GlmtuneError
 from glmtune.methods.base import is_quantized, read_adapter_info
-from glmtune.methods.lora import read_lora_config
+from glmtune.methods.lora import load_lora, read_lora_config
 from glmtune.methods.ptuning import (
     PREFIX_KEY,
     has_prefix_weights,
@@ -94,9 +94,7 @@ def attach_adapter(model: Any, path: str | Path, is_trainable: bool = False) -> 
     """``model`` with the adapter in ``path`` attached (eval mode unless ``is_trainable``)."""
     kind = adapter_kind(path)
     if kind == "lora":
-        import peft
-
-        model = peft.PeftModel.from_pretrained(model, str(path), is_trainable=is_trainable)
+        model = load_lora(model, path, is_trainable=is_trainable)
     else:
         module = prefix_module(model_family(model))
         model = module.load_ptuning(model, path) or model

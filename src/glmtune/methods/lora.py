@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from glmtune.methods.base import (
 )
 from glmtune.methods.targets import resolve_targets
 from glmtune.utils.io import read_json
+
+log = logging.getLogger("glmtune.train")
 
 
 @dataclass
@@ -67,8 +70,8 @@ def wrap_with_lora(model: Any, cfg: Any) -> Any:
             )
         if str(found.get("peft_type", "LORA")).upper() != "LORA":
             raise ConfigError(f"adapter: {adapter} is a peft {found.get('peft_type')} adapter, not LoRA")
-        # the saved adapter's rank/targets win over the lora: block when continuing
-        return peft.PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        adopt_adapter_settings(cfg, adapter, found)  # the adapter's rank/targets are what training continues
+        return load_lora(model, adapter, is_trainable=True, family=getattr(cfg, "family", None))
     block: LoraConfig = getattr(cfg, "lora", None) or LoraConfig()
     targets = resolve_targets(model, block.target_modules, getattr(cfg, "family", None))
     peft_config = peft.LoraConfig(
@@ -81,6 +84,59 @@ def wrap_with_lora(model: Any, cfg: Any) -> Any:
         task_type="CAUSAL_LM",
     )
     return peft.get_peft_model(model, peft_config)
+
+
+THUDM_MODULES = ("query_key_value", "dense_h_to_4h", "dense_4h_to_h")
+# lora: block key -> the adapter_config.json key it must agree with when training continues an adapter
+ADAPTER_KEYS = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
+
+
+def adopt_adapter_settings(cfg: Any, adapter: str | Path, found: dict[str, Any]) -> None:
+    """Continuing an adapter trains its own rank/alpha/targets: a ``lora:`` key left at its default takes
+    the adapter's value (said, and recorded in the saved config); one set to something else is refused."""
+    block = getattr(cfg, "lora", None)
+    if block is None:
+        return
+    defaults = LoraConfig()
+    for key, saved_key in ADAPTER_KEYS.items():
+        if saved_key not in found:
+            continue
+        saved, mine = found[saved_key], getattr(block, key)
+        same = sorted(saved) == sorted(mine) if isinstance(saved, list) and isinstance(mine, list) else saved == mine
+        if same:
+            continue
+        if mine == getattr(defaults, key):
+            log.info("lora.%s: continuing adapter %s with its own %r", key, adapter, saved)
+            setattr(block, key, saved)
+        else:
+            raise ConfigError(f"lora.{key}: {mine!r}, but adapter {adapter} has {saved_key}={saved!r}; continuing "
+                              "an adapter keeps its settings: drop the key, or train a new adapter (no adapter=)")
+
+
+def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: str | None = None) -> Any:
+    """peft's ``PeftModel.from_pretrained``, refusing an adapter made for another family and turning
+    peft's errors (e.g. target modules this model does not have) into one line that says why."""
+    import peft
+
+    from glmtune.methods.base import read_adapter_info
+    from glmtune.methods.ptuning import model_family
+
+    info = read_adapter_info(path)
+    family = family or model_family(model)
+    trained = info.get("family")
+    if trained and family and trained != family:
+        raise GlmtuneError(f"adapter {path} was trained on a {trained} model ({info.get('base_model')}), this model is "
+                           f"{family}: the two differ in weights and prompt format; use a {trained} base")  # fmt: skip
+    try:
+        return peft.PeftModel.from_pretrained(model, str(path), is_trainable=is_trainable)
+    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        targets = read_lora_config(path).get("target_modules")
+        thudm = isinstance(targets, (list, str)) and any(t in THUDM_MODULES for t in
+                                                          ([targets] if isinstance(targets, str) else targets))
+        why = (f"its target modules {targets} are THUDM's module names, which glmtune's native "
+               f"{family or 'ChatGLM2/3'} model does not have (it runs on transformers' Glm modules)"
+               if thudm else f"peft says: {str(exc).splitlines()[0][:300]}")
+        raise GlmtuneError(f"adapter {path} cannot be attached to this model: {why}") from None
 
 
 def save_peft(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,19 @@ from glmtune.errors import GlmtuneError
 
 TOKENIZER_FILES = ("tokenizer.model", "ice_text.model", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.json", "added_tokens.json")
+
+
+SHARD_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)?", re.IGNORECASE)
+
+
+def _refuse_adapter(src: Path) -> None:
+    """An adapter output folder is not a model: say so and what to do, instead of 'config.json: model_type None'."""
+    from glmtune.methods.adapters import adapter_note
+
+    note = adapter_note(src) if src.is_dir() else None
+    if note:
+        raise GlmtuneError(f"--model {src} holds {note}, not a model. Export the base model, or load both with "
+                           f"glmtune.load_model(BASE, adapter={str(src)!r}) to use them together")
 
 
 def _load(path: Path, dtype: Any, family: str | None = None) -> tuple[Any, str]:
@@ -59,31 +73,34 @@ def _write_tokenizer(src: Path, dst: Path, via_glmtune: bool) -> str:
 
 
 def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
-              family: str | None = None) -> Path:
+              family: str | None = None, overwrite: bool = False) -> Path:
     """Write ``model_path`` (ChatGLM2/3) as a transformers Glm checkpoint folder ``out``."""
-    from glmtune.utils.io import atomic_dir
+    from glmtune.utils.io import atomic_dir, claim_output, write_marker
 
     src = Path(model_path)
+    claim_output(out, "export-hf", overwrite)
     model, _ = _load(src, dtype, family)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; plain GlmForCausalLM cannot hold it")
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), max_shard_size=shard_size)
         _write_tokenizer(src, tmp, via_glmtune=True)
+        write_marker(tmp, "export-hf")
     return Path(out)
 
 
 def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
-              family: str | None = None) -> Path:
+                   family: str | None = None, overwrite: bool = False) -> Path:
     """Write ``model_path`` (THUDM or exported Glm layout) back in the THUDM ChatGLM2/3 layout."""
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
     from glmtune.models.glm_mapping.config_map import to_chatglm_config
     from glmtune.models.glm_mapping.state_map import to_chatglm
-    from glmtune.utils.io import atomic_dir
+    from glmtune.utils.io import atomic_dir, claim_output, write_marker
 
     src = Path(model_path)
+    claim_output(out, "export-chatglm", overwrite)
     model, _ = _load(src, dtype, family)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; save it with save_ptuning instead")
@@ -105,6 +122,7 @@ def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2
         gen = {"eos_token_id": cfg.get("eos_token_id", 2), "pad_token_id": cfg.get("pad_token_id", 0)}
         (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
         _write_tokenizer(src, tmp, via_glmtune=False)
+        write_marker(tmp, "export-chatglm")
     return Path(out)
 
 
@@ -116,11 +134,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shard-size", default="2GB", help="largest shard, e.g. 2GB, 500MB (default 2GB)")
     parser.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default: the checkpoint's)")
     parser.add_argument("--family", choices=("chatglm2", "chatglm3"), help="when the folder's files cannot tell")
+    parser.add_argument("--overwrite", action="store_true", help="replace an output folder glmtune did not write")
     args = parser.parse_args(argv)
     src, out = Path(args.model), Path(args.out)
     if out.resolve() == src.resolve():
         raise GlmtuneError("the output folder must differ from --model")
+    if not SHARD_SIZE.fullmatch(args.shard_size.strip()):
+        raise GlmtuneError(f"--shard-size {args.shard_size!r}: give a size such as 2GB, 500MB or 5GiB")
+    _refuse_adapter(src)
     writer = export_hf if args.to == "hf" else export_chatglm
-    writer(src, out, shard_size=args.shard_size, dtype=args.dtype, family=args.family)
+    writer(src, out, shard_size=args.shard_size.strip(), dtype=args.dtype, family=args.family,
+           overwrite=args.overwrite)
     print(f"wrote {args.to} checkpoint to {out}")
     return 0

@@ -8,8 +8,9 @@ Every config key (see ``glmtune.train.config.TrainConfig``) can be given in the 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from glmtune.config import field_docs, load_config
+from glmtune.config import key_listing, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML config (optional if all keys are given)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. lora.r=16")
-    p.add_argument("--list-keys", action="store_true", help="print every config key with its type and exit")
+    p.add_argument("--list-keys", action="store_true", help="print every config key with its type, default and meaning, and exit")
     return p
 
 
@@ -29,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from glmtune.train.config import TrainConfig
 
     if args.list_keys:
-        for key, kind in field_docs(TrainConfig).items():
-            print(f"{key}: {kind}")
+        print("\n".join(key_listing(TrainConfig)))
         return 0
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
@@ -38,6 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(TrainConfig, config, overrides)
     from glmtune.train.runner import run
 
-    result = run(cfg)
+    try:
+        result = run(cfg)
+    except KeyboardInterrupt:
+        from glmtune.train.trainer import last_checkpoint
+
+        found = last_checkpoint(cfg.output_dir)  # checkpoints appear atomically: the newest is complete
+        again = " ".join(["glmtune train", *([config] if config else []), *overrides, "resume=auto"])
+        if found:
+            print(f"glmtune train: stopped; the last complete checkpoint is {found}. Continue with:\n  {again}",
+                  file=sys.stderr)
+        else:
+            print("glmtune train: stopped before the first checkpoint (save_steps); nothing to resume",
+                  file=sys.stderr)
+        raise
     print(f"done: {result.global_step} steps, outputs in {result.output_dir}")
     return 0

@@ -72,9 +72,9 @@ class TrainConfig:
     batch_size: int = 4  # per device
     eval_batch_size: int | None = None  # per device; default batch_size
     grad_accum: int = 1  # gradient accumulation steps
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
+    learning_rate: float = 2e-4  # peak learning rate of the scheduler
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_ratio: float = 0.0  # share of the steps spent warming the learning rate up, in [0, 1)
     lr_scheduler: str = "cosine"  # any transformers scheduler name (linear, cosine, constant, ...)
     max_grad_norm: float = 1.0  # gradient clipping (0 disables)
     seed: int = 42  # model init of new parameters, data order, dropout
@@ -83,7 +83,7 @@ class TrainConfig:
     chunked_loss: bool | int = False  # loss over the vocab in token chunks (int: chunk size); GLM models
     attn_implementation: str = "sdpa"  # sdpa (default) or eager
     # --- logging, saving, eval ---
-    logging_steps: int = 10
+    logging_steps: int = 10  # log loss, lr, grad norm and tokens/s every N steps
     save_steps: int = 500  # checkpoint every N steps (atomic)
     save_total_limit: int | None = 2  # keep at most N checkpoints
     eval_steps: int | None = None  # eval every N steps; default save_steps

@@ -78,6 +78,31 @@ def prepare_inputs(paths: list[str], key: str, cfg: Any, work_dir: Path) -> list
     return out
 
 
+def reconcile_tokenized(cfg: Any, paths: list[str]) -> None:
+    """A tokenized folder fixes the encoding options it was made with: a config key left at its default
+    takes the folder's value (said in one line, and recorded in the saved config); a key the config
+    sets to something else is a ConfigError naming both values (the ids cannot follow it)."""
+    import dataclasses
+
+    from glmtune.data.tokenized import is_tokenized_dir, load_meta
+
+    if len(paths) != 1 or not is_tokenized_dir(paths[0]):
+        return
+    saved = load_meta(paths[0]).get("options") or {}
+    defaults = {f.name: f.default for f in dataclasses.fields(type(cfg)) if f.default is not dataclasses.MISSING}
+    for name, value in saved.items():
+        if name == "extra" or not hasattr(cfg, name) or getattr(cfg, name) == value:
+            continue
+        mine = getattr(cfg, name)
+        if mine == defaults.get(name):
+            log.info("%s: using %r from the tokenized folder %s (the config leaves it at its default %r)",
+                     name, value, paths[0], mine)  # fmt: skip
+            setattr(cfg, name, value)
+        else:
+            raise ConfigError(f"{name}: {mine!r}, but data {paths[0]} was tokenized with {name}={value!r}; "
+                              f"drop the key or run glmtune tokenize again with {name}={mine!r}")
+
+
 def folder_template(paths: list[str]) -> str | None:
     """The template a tokenized folder was encoded with (None when ``paths`` are data files)."""
     from glmtune.data.tokenized import is_tokenized_dir, load_meta

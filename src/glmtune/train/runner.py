@@ -201,9 +201,14 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
 
     state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: torchrun on CPU -> gloo DDP
     out = Path(cfg.output_dir)
-    settings = to_dict(cfg)
     train_data.check_inputs(cfg.data_paths, "data")  # before minutes of model loading
     train_data.check_inputs(cfg.eval_paths, "eval_data")
+    train_data.reconcile_tokenized(cfg, cfg.data_paths)  # the settings saved below are the ones used
+    if cfg.adapter and cfg.method in ("lora", "qlora"):
+        from glmtune.methods.lora import adopt_adapter_settings, read_lora_config
+
+        adopt_adapter_settings(cfg, cfg.adapter, read_lora_config(cfg.adapter))
+    settings = to_dict(cfg)
     outdir.claim(out, settings, cfg.resume, cfg.overwrite_output_dir, act=False)  # every rank: same verdict
     resume = resolve_resume(cfg.resume, out)
     done = outdir.finished(Path(resume), cfg.max_steps) if resume else None

@@ -77,6 +77,37 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+OUTPUT_MARKER = "glmtune_output.json"  # {"kind": ...}: glmtune wrote this folder (export, predict, ...)
+
+
+def write_marker(folder: Path, kind: str) -> None:
+    """Mark ``folder`` (being written) as a glmtune output of ``kind``, so a later run may replace it."""
+    (folder / OUTPUT_MARKER).write_text(json.dumps({"kind": kind}) + "\n", encoding="utf-8")
+
+
+def claim_output(path: str | os.PathLike[str], kind: str, overwrite: bool = False,
+                 own_files: tuple[str, ...] = ()) -> None:
+    """Refuse to replace a folder glmtune did not write: ``path`` may be missing, empty, or a glmtune
+    output of the same ``kind`` (its marker, or one of ``own_files``); anything else needs ``overwrite``."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise GlmtuneError(f"{path} exists and is a file, not a folder; choose another output")
+    children = sorted(p.name for p in path.iterdir())
+    if not children:
+        return
+    marker = read_json(path / OUTPUT_MARKER) if (path / OUTPUT_MARKER).is_file() else {}
+    if marker.get("kind") == kind or any((path / name).is_file() for name in own_files):
+        return
+    if overwrite:
+        return
+    what = f"a glmtune {marker['kind']} output" if marker.get("kind") else (
+        f"files glmtune did not write ({', '.join(children[:5])}{', ...' if len(children) > 5 else ''})")
+    raise GlmtuneError(f"{path} is not empty: it holds {what}; choose another output folder, or pass "
+                       "--overwrite to replace it")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON settings file as a dict: ``{}`` when absent or not an object; bad JSON names file:line:col."""
     if not path.is_file():
