@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("glmtune.models.info:main", "family, size, dtype, vocab, special ids, context length of a checkpoint"),
     "export": ("glmtune.models.export:main", "write a ChatGLM2/3 checkpoint as a transformers Glm or THUDM checkpoint"),
     "train": ("glmtune.train.cli:main", "fine-tune a model: glmtune train CONFIG.yaml [key=value ...]"),
+    "chat": ("glmtune.inference.chat_cli:main", "talk to a model (+ adapter) in the terminal, streamed"),
+    "predict": ("glmtune.inference.predict_cli:main", "generate answers for a JSONL dev set (batched, resumable)"),
     "eval": ("glmtune.evaluate.cli:main", "BLEU-4 and ROUGE-1/2/L of predictions against references (official ChatGLM metrics)"),
 }
 

@@ -69,12 +69,24 @@ def test_all_rows_skipped_is_an_error_and_writes_nothing(tmp_path):
 
 def test_failed_run_keeps_the_previous_output(tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_text("previous\n", encoding="utf-8")
+    previous = '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+    out.write_text(previous, encoding="utf-8")  # an earlier convert output: may be replaced, not damaged
     good = write_json(tmp_path / "good.json", alpaca(2))
     (tmp_path / "bad.json").write_text("[{]", encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.json:1:3"):
         convert_files([good, tmp_path / "bad.json"], out, log=lambda _m: None)
-    assert out.read_text(encoding="utf-8") == "previous\n"
+    assert out.read_text(encoding="utf-8") == previous
+
+
+def test_an_output_glmtune_did_not_write_is_never_replaced(tmp_path):
+    out = tmp_path / "notes.jsonl"
+    out.write_text("my own notes\n", encoding="utf-8")
+    good = write_json(tmp_path / "good.json", alpaca(2))
+    with pytest.raises(DataError, match="not a file glmtune convert wrote.*--overwrite"):
+        convert_files([good], out, log=lambda _m: None)
+    assert out.read_text(encoding="utf-8") == "my own notes\n"
+    convert_files([good], out, log=lambda _m: None, overwrite=True)
+    assert len(lines(out)) == 2
 
 
 def test_split_is_seeded_and_sized(tmp_path):

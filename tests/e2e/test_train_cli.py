@@ -57,5 +57,7 @@ def test_list_keys(tmp_path: Path) -> None:
     for key in ("model", "method", "data", "eval_data", "cutoff_len", "resume", "rope_scaling", "lora", "ptuning"):
         assert re.search(rf"^{key}: ", proc.stdout, re.M), key
     # nested keys too, so lora.r=16-style overrides can be discovered
-    for line in ("lora.r: int", "rope_scaling.factor: float", "ptuning.pre_seq_len: int"):
-        assert re.search(rf"^{re.escape(line)}$", proc.stdout, re.M), line
+    for line in ("lora.r: int = 8  # rank", "rope_scaling.factor: float = 1.0  # ", "ptuning.pre_seq_len: int = 128  #",
+                 "learning_rate: float = 0.0002  # "):  # type, default and a one-line description
+        assert re.search(rf"^{re.escape(line)}", proc.stdout, re.M), line
+    assert all("  # " in line for line in proc.stdout.splitlines()), "every key has a description"

@@ -127,7 +127,8 @@ def upcast_fp16_params(model: Any, method: str, only_trainable: bool) -> int:
 def remember(model: Any, method: str, cfg: Any) -> None:
     """Note method, family and base model on the model so ``save`` can write them without ``cfg``."""
     base = getattr(cfg, "model", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    info = {"method": method, "family": getattr(cfg, "family", None), "base_model": str(base) if base else None}
+    info = {"method": method, "family": getattr(cfg, "family", None), "base_model": str(base) if base else None,
+            "template": getattr(cfg, "template", None)}  # the chat format inference must use with this output
     object.__setattr__(model, INFO_ATTR, info)
 
 

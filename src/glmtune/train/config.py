@@ -92,7 +92,8 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trainer integrations
     deepspeed: str | None = None  # DeepSpeed JSON config (GPU; see examples/deepspeed)
     sample_prompts: list[str] = field(default_factory=list)  # answered with greedy decoding at the end
-    max_new_tokens: int = 64  # for sample_prompts
+    max_new_tokens: int = 64  # for sample_prompts and predict_eval
+    predict_eval: int = 0  # after training, answer N dev conversations and write BLEU/ROUGE to eval_report.json
     # --- per-method blocks ---
     lora: LoraConfig = field(default_factory=LoraConfig)
     qlora: QLoraConfig = field(default_factory=QLoraConfig)
@@ -109,6 +110,10 @@ class TrainConfig:
             "logging_steps": self.logging_steps, "save_steps": self.save_steps,
             "num_proc": self.num_proc, "max_new_tokens": self.max_new_tokens,
         }  # fmt: skip
+        if self.predict_eval < 0:
+            raise ConfigError(f"predict_eval: must be >= 0, got {self.predict_eval}")
+        if self.predict_eval and not (self.eval_data or self.val_size):
+            raise ConfigError("predict_eval: needs dev conversations; set eval_data or val_size")
         for key in ("max_steps", "eval_batch_size", "eval_steps", "cutoff_len", "save_total_limit",
                     "max_source_length", "max_target_length"):  # fmt: skip
             if getattr(self, key) is not None:

@@ -57,7 +57,7 @@ def weight_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in _flatten(settings).items() if k.split(".")[0] not in NEUTRAL_KEYS}
 
 
-RESOLVED_KEYS = ("family",)  # None means "detect": the saved run records what detection found
+RESOLVED_KEYS = ("family", "template")  # None means "the default": the saved run records what it resolved to
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

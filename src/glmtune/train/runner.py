@@ -40,6 +40,7 @@ class RunResult:
     eval_before: float | None = None
     eval_after: float | None = None
     samples: list[tuple[str, str]] = field(default_factory=list)
+    report: dict[str, Any] | None = None  # predict_eval's BLEU/ROUGE report
     trainer: Any = field(default=None, repr=False)  # the GlmTrainer (its .model is the trained model)
 
 
@@ -230,6 +231,7 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
         set_seed(cfg.seed)
         tokenizer, family = load_tokenizer_and_family(cfg)
         train_ds, eval_ds, template = build_datasets(cfg, tokenizer, family)  # data errors before the model
+        cfg.template = template  # recorded with the output: inference uses the format training used
         model, method, precision = load_model_and_method(cfg, family)
     log.info("data: %d train examples, %s eval examples, template %s", len(train_ds),
              len(eval_ds) if eval_ds is not None else 0, template)  # fmt: skip
@@ -258,11 +260,24 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
         if result.eval_before is not None and result.eval_after is not None:
             print(f"eval loss: before {result.eval_before:.4f} -> after {result.eval_after:.4f}"
                   f" (perplexity {math.exp(min(result.eval_before, 50)):.1f} -> {math.exp(min(result.eval_after, 50)):.1f})")  # fmt: skip
-        if cfg.sample_prompts:
-            from glmtune.train.sample import answer_prompts
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        if cfg.predict_eval and eval_ds is not None:
+            from glmtune.train.predict_eval import dev_conversations, predict_and_score
 
-            result.samples = answer_prompts(trainer.accelerator.unwrap_model(trainer.model), tokenizer,
-                                            cfg.sample_prompts, template, cfg.max_new_tokens)  # fmt: skip
+            paths = train_data.prepare_inputs(cfg.eval_paths or cfg.data_paths, "eval_data", cfg, out / "data")
+            rows = dev_conversations(paths, eval_ds, cfg.predict_eval)
+            result.report = predict_and_score(out, trained, tokenizer, template, rows, cfg.max_new_tokens,
+                                              result.eval_after)  # fmt: skip
+            print("predict_eval: " + ", ".join(f"{k} {v}" for k, v in result.report.items()
+                                                if k in ("rows", "bleu-4", "rouge-1", "rouge-2", "rouge-l")))
+        if cfg.sample_prompts:
+            from glmtune.inference.engine import Engine
+            from glmtune.inference.settings import GenerationSettings
+
+            engine = Engine(trained, tokenizer, template)
+            settings = GenerationSettings(temperature=0, max_new_tokens=cfg.max_new_tokens)
+            answers = engine.generate([[{"role": "user", "content": p}] for p in cfg.sample_prompts], settings)
+            result.samples = [(p, a.text) for p, a in zip(cfg.sample_prompts, answers)]
             for prompt, answer in result.samples:
                 print(f"sample: {prompt!r} -> {answer!r}")
     return result

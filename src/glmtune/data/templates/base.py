@@ -103,6 +103,25 @@ class Template:
         """The whole-sequence limit used when ``official_budgets`` is None or for multi-answer layouts."""
         return source + target + 1
 
+    # --- inference: the same format's side of generation (the engine uses only these) ---
+    def stop_ids(self, tokenizer: Any) -> list[int]:
+        """Ids generation stops on: what training learns to emit after a reply (the eos by default)."""
+        return [self.eos_id(tokenizer)]
+
+    def decode_reply(self, tokenizer: Any, ids: list[int]) -> str:
+        """The generated ids (stop id excluded) as text, before :meth:`parse_reply`."""
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    def parse_reply(self, text: str, messages: list[dict[str, Any]] | None = None) -> Any:
+        """A :class:`~glmtune.data.templates.replies.Reply`: the official post-processing of this format."""
+        from glmtune.data.templates.replies import plain
+
+        return plain(text)
+
+    def hold_stream(self, raw: str) -> bool:
+        """True while a streamed reply may still turn out to be something else (e.g. a tool call)."""
+        return False
+
     def eos_id(self, tokenizer: Any) -> int:
         eos = tokenizer.eos_token_id
         if eos is None:

@@ -83,5 +83,10 @@ class ChatGLMTemplate(Template):
     def official_total(self, source: int, target: int) -> int:
         return source + target
 
+    def parse_reply(self, text: str, messages: list[dict[str, Any]] | None = None) -> Any:
+        from glmtune.data.templates.replies import chatglm_v1
+
+        return chatglm_v1(text)
+
     def eos_id(self, tokenizer: Any) -> int:
         return self.specials(tokenizer)[2]

@@ -59,6 +59,25 @@ class ChatGLM3Template(Template):
 
     prefix = staticmethod(gmask_sop)
 
+    def stop_ids(self, tokenizer: Any) -> list[int]:
+        """eos, and the role tokens that end an assistant turn: ``<|user|>`` and ``<|observation|>``
+        (after a tool call), exactly what chat() passes as eos_token_id."""
+        roles = self._role_ids(tokenizer)
+        return [self.eos_id(tokenizer), roles["user"], roles["observation"]]
+
+    def decode_reply(self, tokenizer: Any, ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=False)  # keeps <|assistant|> between parts
+
+    def hold_stream(self, raw: str) -> bool:
+        """Until the metadata line is complete, and for a reply with metadata (a tool call), wait."""
+        return "\n" not in raw or bool(raw.split("\n", 1)[0].strip())
+
+    def parse_reply(self, text: str, messages: list[dict[str, Any]] | None = None) -> Any:
+        from glmtune.data.templates.replies import chatglm3
+
+        tools = any(m.get("role") == "system" and m.get("tools") for m in messages or [])
+        return chatglm3(text, tools_given=tools or messages is None)
+
     def build_inference(self, tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
         if not messages or messages[-1].get("role") not in ("user", "tool", "observation"):
             raise DataError("field 'messages': the last message must be the user's (or a tool result)")
