@@ -36,14 +36,6 @@ def test_chatglm2_golden(reference):
     p1, a1 = enc(t, f"[Round 1]\n\n问：{Q[0]}\n\n答："), enc(t, A[0])
     assert glmtune.encode(t, conv(1)) == {
         "input_ids": [64790, 64792, *p1, *a1, 2], "labels": [I] * (2 + len(p1)) + a1 + [2]}
-    # all: the stream_chat layout, every answer learned in place
-    ids, labels = [64790, 64792], [I, I]
-    for i in range(3):
-        p = p1 if i == 0 else enc(t, f"\n\n[Round {i + 1}]\n\n问：{Q[i]}\n\n答：")[1:]
-        a = enc(t, A[i])
-        ids += p + a
-        labels += [I] * len(p) + a
-    assert glmtune.encode(t, conv(3)) == {"input_ids": ids + [2], "labels": labels + [2]}
     # last: the official ptuning layout (the whole round prompt, the last answer learned)
     prompt = "".join(f"[Round {i + 1}]\n\n问：{Q[i]}\n\n答：{A[i]}\n\n" for i in range(2))
     p = enc(t, prompt + f"[Round 3]\n\n问：{Q[2]}\n\n答：")
@@ -52,6 +44,9 @@ def test_chatglm2_golden(reference):
         "input_ids": [64790, 64792, *p, *a, 2], "labels": [I] * (2 + len(p)) + a + [2]}
     split = glmtune.encode(t, conv(3), multi_turn="split")
     assert len(split) == 3 and split[-1]["input_ids"] == [64790, 64792, *p, *a, 2]
+    # all: one example per turn, each with the chat() prompt (one sequence could only hold the
+    # stream_chat layout, whose ids differ from what the model is asked with)
+    assert glmtune.encode(t, conv(3)) == split
 
 
 def test_chatglm3_golden(reference):
@@ -113,6 +108,9 @@ def test_alpaca_text_golden(reference):
         ids += p + a + [2]
         labels += [I] * len(p) + a + [2]
     assert glmtune.encode(t, conv(3), template="alpaca-text") == {"input_ids": ids, "labels": labels}
+    # the inference prompt of round 3 is exactly the ids in front of its learned answer
+    prompt = glmtune.build_chat_input(t, [*conv(2), {"role": "user", "content": Q[2]}], "alpaca-text")
+    assert prompt == ids[: len(prompt)] and ids[len(prompt):len(prompt) + len(a)] == a
 
 
 @pytest.mark.parametrize("gen", ["chatglm", "chatglm2"])

@@ -69,7 +69,7 @@ def test_save_attach_continue(tiny, tiny_dir: Path, tmp_path: Path) -> None:
     assert {"adapter_model.safetensors", "adapter_config.json", "glmtune_adapter.json"} <= {
         p.name for p in out.iterdir()}
     info = json.loads((out / "glmtune_adapter.json").read_text())
-    assert info == {"method": "lora", "family": "chatglm2", "base_model": "tiny-base"}
+    assert info == {"method": "lora", "family": "chatglm2", "base_model": "tiny-base", "template": None}
 
     loaded = attach_adapter(GlmForCausalLM.from_pretrained(tiny_dir), out)
     assert not any(p.requires_grad for p in loaded.parameters())

@@ -127,8 +127,11 @@ def test_val_size_split_is_seeded_and_partitions_the_examples(make_cfg, tiny_mod
 def _encode_file(tok, path: Path, cutoff_len: int = 96) -> list[dict]:
     import glmtune
 
-    return [glmtune.encode(tok, json.loads(line)["messages"], cutoff_len=cutoff_len)
-            for line in path.read_text(encoding="utf-8").splitlines()]
+    out: list[dict] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        encoded = glmtune.encode(tok, json.loads(line)["messages"], cutoff_len=cutoff_len)
+        out += encoded if isinstance(encoded, list) else [encoded]  # chatglm2: one example per turn
+    return out
 
 
 def test_explicit_eval_data_wins_over_val_size_and_packing_packs_train_only(make_cfg, tiny_model, tmp_path) -> None:

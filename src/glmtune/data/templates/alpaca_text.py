@@ -3,6 +3,10 @@
 A system message becomes the preamble paragraph (a blank one is ignored). A user message may carry a separate ``input``
 field (rendered under ``### Input:``); converted records usually hold instruction and input joined
 in ``content``. Each reply ends with the tokenizer's eos so a base model learns to stop.
+
+Pieces are encoded one by one (prompt text, reply text, eos), in training and at inference alike,
+so the ids in front of every learned reply are exactly the inference prompt of the messages before
+it: a past reply in the history is followed by the eos the model was trained to emit there.
 """
 
 from __future__ import annotations
@@ -69,10 +73,17 @@ class AlpacaTextTemplate(Template):
         bos = getattr(tokenizer, "bos_token_id", None)
         return [bos] if bos is not None else []
 
+    def _context(self, tokenizer: Any, rounds: list[tuple[str, str]]) -> list[int]:
+        """The ids of completed rounds, as the ``all`` layout has them: prompt, reply, eos each."""
+        eos = self.eos_id(tokenizer)
+        ids = self._prefix(tokenizer)
+        for prompt, reply in rounds:
+            ids += encode_text(tokenizer, prompt) + encode_text(tokenizer, reply) + [eos]
+        return ids
+
     def build_inference(self, tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
         rounds = self._texts(messages, inference=True)
-        text = "".join(p + r for p, r in rounds)
-        return self._prefix(tokenizer) + encode_text(tokenizer, text)
+        return self._context(tokenizer, rounds[:-1]) + encode_text(tokenizer, rounds[-1][0])
 
     def build_layouts(self, tokenizer: Any, messages: list[dict[str, Any]], opts: EncodeOptions) -> list[Layout]:
         rounds = self._texts(messages, inference=False)
@@ -86,10 +97,9 @@ class AlpacaTextTemplate(Template):
             return [layout]
         layouts = []
         for k in selected_turns(len(rounds), opts.multi_turn):
-            context = "".join(p + r for p, r in rounds[:k]) + rounds[k][0]
+            context = self._context(tokenizer, rounds[:k]) + encode_text(tokenizer, rounds[k][0])
             layouts.append([
-                Segment(self._prefix(tokenizer), False, PREFIX),
-                Segment(encode_text(tokenizer, context), opts.train_on_prompt, PROMPT),
+                Segment(context, opts.train_on_prompt, PROMPT),
                 Segment(encode_text(tokenizer, rounds[k][1]), True, ANSWER),
                 Segment([eos], True, STOP),
             ])

@@ -5,6 +5,12 @@ When the template marks replies with ``{% generation %}`` the mask comes from
 by rendering growing prefixes of the conversation: the ids added by an assistant message (its
 content plus whatever the template closes a turn with) are learned, the rest is context. That
 needs a template whose renderings are prefixes of each other, which is checked.
+
+Stop ids: the eos plus whatever the template ends an assistant turn with (found by rendering a probe
+reply): a closing token (``<|im_end|>``, ``<end>``), or, for templates that close nothing (GLM-4),
+the next turn's opening token (``<|user|>``). Training learns that same token after each reply (the
+final reply of a conversation that a template leaves open gets the eos), so the model learns to
+emit exactly what inference stops on.
 """
 
 from __future__ import annotations
@@ -31,8 +37,33 @@ def _ids(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool
     return list(out["input_ids"])
 
 
+PROBE = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}]
+
+
 class ChatTemplate(Template):
     name = "hf"
+
+    def turn_end(self, tokenizer: Any) -> int | None:
+        """The token the template puts after a reply (its own closer, else the next turn's opener)."""
+        before = _ids(tokenizer, PROBE[:1], True)
+        reply = _ids(tokenizer, PROBE, False)
+        follow = _ids(tokenizer, [*PROBE, PROBE[0]], False)
+        content = list(tokenizer.encode("hi", add_special_tokens=False))
+        added = reply[len(before):] if reply[: len(before)] == before else reply
+        for start in range(len(added) - len(content), -1, -1):
+            if added[start:start + len(content)] == content:
+                closing = added[start + len(content):]
+                if closing:
+                    return closing[0]
+                break
+        nxt = follow[len(reply):] if follow[: len(reply)] == reply else []
+        return nxt[0] if nxt else None
+
+    def stop_ids(self, tokenizer: Any) -> list[int]:
+        self._check(tokenizer)
+        stops = [self.eos_id(tokenizer)]
+        end = self.turn_end(tokenizer)
+        return stops + [end] if end is not None and end not in stops else stops
 
     def _check(self, tokenizer: Any) -> None:
         if not getattr(tokenizer, "chat_template", None):
@@ -59,20 +90,24 @@ class ChatTemplate(Template):
                 opts: EncodeOptions) -> Layout:
         if "{% generation %}" in str(tokenizer.chat_template).replace("{%- generation %}", "{% generation %}"):
             return self._layout_from_mask(tokenizer, messages, learn, opts)
+        stops = set(self.stop_ids(tokenizer))
         layout: Layout = []
         done: list[int] = []
+        pending = [False]  # a learned reply not closed by a stop id: learn the next token if it is one
         for i in range(len(messages)):
             if i in learn:
                 before = _ids(tokenizer, messages[:i], True) if i else []
                 after = _ids(tokenizer, messages[: i + 1], False)
-                self._append(layout, done, before, False, opts, f"messages[{i}]")
-                self._append(layout, done, after, True, opts, f"messages[{i}]")
+                self._append(layout, done, before, False, opts, f"messages[{i}]", stops, pending)
+                self._append(layout, done, after, True, opts, f"messages[{i}]", stops, pending)
         final = _ids(tokenizer, messages, False)
-        self._append(layout, done, final, False, opts, "messages")
+        self._append(layout, done, final, False, opts, "messages", stops, pending)
+        if pending[0]:  # the template leaves the last reply open: close it with the eos
+            layout.append(Segment([self.eos_id(tokenizer)], True, STOP))
         return layout
 
     def _append(self, layout: Layout, done: list[int], full: list[int], learn: bool, opts: EncodeOptions,
-                where: str) -> None:
+                where: str, stops: set[int], pending: list[bool]) -> None:
         if full[: len(done)] != done:
             raise GlmtuneError(
                 f"template {self.name!r}: the chat template's rendering up to {where} is not a prefix of the "
@@ -82,9 +117,19 @@ class ChatTemplate(Template):
         done.extend(new)
         if not new:
             return
+        if pending[0] and new[0] in stops:  # the next turn's opener ends the previous reply
+            layout.append(Segment(new[:1], True, STOP))
+            new = new[1:]
+        pending[0] = False
+        if not new:
+            return
         if learn:
-            layout.append(Segment(new[:-1], True, ANSWER))
-            layout.append(Segment(new[-1:], True, STOP))
+            if new[-1] in stops:
+                layout.append(Segment(new[:-1], True, ANSWER))
+                layout.append(Segment(new[-1:], True, STOP))
+            else:
+                layout.append(Segment(new, True, ANSWER))
+                pending[0] = True
         else:
             layout.append(Segment(new, opts.train_on_prompt, PROMPT))
 

@@ -1,13 +1,10 @@
 """ChatGLM2-6B: ``[gMASK] sop`` + ``[Round i]\\n\\n问：…\\n\\n答：…\\n\\n`` rounds from 1 + answer + eos.
 
-Inference and ``multi_turn="last"``/``"split"`` training are the official ones (``chat()`` and
-``ptuning/main.py``: the whole round prompt encoded at once, only its answer learned).
-
-``multi_turn="all"`` puts every round in one sequence, laid out exactly as the official
-``stream_chat(past_key_values=...)`` continues a conversation: round 1's prompt, the reply (encoded
-on its own, as training encodes replies), then ``"\\n\\n[Round i]\\n\\n问：…\\n\\n答："`` encoded with
-its leading dummy-prefix piece dropped (``build_stream_inputs``). Every reply is learned in place;
-only the last one is closed by eos (earlier ones are followed by the next round's prompt).
+Inference and training are the official ones (``chat()`` and ``ptuning/main.py``): the whole
+round prompt, history included, encoded at once, and only its answer learned. ``multi_turn="all"``
+therefore gives one example per assistant turn (as ``split``): one sequence holding every round
+could only be the ``stream_chat`` continuation layout, whose ids differ from the ``chat()`` prompt
+the model is later asked with (the history is re-encoded as one text there).
 """
 
 from __future__ import annotations
@@ -55,19 +52,8 @@ class ChatGLM2Template(Template):
         learn_prompt = opts.train_on_prompt
         prefix = Segment(self.prefix(tokenizer), False, PREFIX)
         eos = Segment([self.eos_id(tokenizer)], True, STOP)
-        if opts.multi_turn == "all" and len(pairs) > 1:
-            layout: Layout = [prefix]
-            for i, (query, answer) in enumerate(pairs):
-                if i == 0:
-                    prompt = encode_text(tokenizer, build_prompt(query, []))
-                else:
-                    prompt = encode_text(tokenizer, f"\n\n[Round {i + 1}]\n\n问：{query}\n\n答：")[1:]
-                layout.append(Segment(prompt, learn_prompt, PROMPT))
-                layout.append(Segment(encode_text(tokenizer, answer), True, ANSWER))
-            layout.append(eos)
-            return [layout]
         layouts = []
-        for k in selected_turns(len(pairs), opts.multi_turn):
+        for k in selected_turns(len(pairs), "last" if opts.multi_turn == "last" else "split"):
             query, answer = pairs[k]
             layouts.append(
                 [

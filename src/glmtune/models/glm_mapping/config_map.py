@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from glmtune.data.templates.chatglm3 import ROLE_TOKENS
 from glmtune.errors import GlmtuneError
 
 BASE_THETA = 10000.0
@@ -30,7 +31,8 @@ _REQUIRED = {
     "post_layer_norm": True,
     "original_rope": True,
 }
-CHATGLM3_STOP_IDS = (64795, 64797)  # <|user|>, <|observation|>: chat() stops on them too
+# <|user|>, <|observation|>: chat() stops on them too; the chat format (templates/chatglm3) owns the ids
+CHATGLM3_STOP_IDS = (ROLE_TOKENS["user"], ROLE_TOKENS["observation"])
 
 
 def check_representable(cfg: dict[str, Any]) -> None:
