@@ -113,7 +113,8 @@ def adopt_adapter_settings(cfg: Any, adapter: str | Path, found: dict[str, Any])
                               "an adapter keeps its settings: drop the key, or train a new adapter (no adapter=)")
 
 
-def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: str | None = None) -> Any:
+def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: str | None = None,
+              adapter_name: str = "default") -> Any:
     """peft's ``PeftModel.from_pretrained``, refusing an adapter made for another family and turning
     peft's errors (e.g. target modules this model does not have) into one line that says why."""
     import peft
@@ -128,7 +129,7 @@ def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: 
         raise GlmtuneError(f"adapter {path} was trained on a {trained} model ({info.get('base_model')}), this model is "
                            f"{family}: the two differ in weights and prompt format; use a {trained} base")  # fmt: skip
     try:
-        return peft.PeftModel.from_pretrained(model, str(path), is_trainable=is_trainable)
+        return peft.PeftModel.from_pretrained(model, str(path), is_trainable=is_trainable, adapter_name=adapter_name)
     except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
         targets = read_lora_config(path).get("target_modules")
         thudm = isinstance(targets, (list, str)) and any(t in THUDM_MODULES for t in

@@ -1,0 +1,1 @@
+"""glmtune serve: the OpenAI-compatible API on the inference engine."""
