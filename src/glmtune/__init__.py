@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "load_tokenizer": "glmtune.models.loading",
-    "load_model": "glmtune.models.loading",
-    "detect_family": "glmtune.models.loading",
+    "load_tokenizer": "glmtune.api",
+    "load_model": "glmtune.api",  # the base model (glmtune.models) + an adapter (glmtune.methods)
+    "detect_family": "glmtune.api",
     "encode": "glmtune.data.encode",
     "build_chat_input": "glmtune.data.encode",
 }

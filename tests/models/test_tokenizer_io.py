@@ -176,9 +176,9 @@ def test_missing_files_are_clear_errors(tmp_path: Path, reference: Path) -> None
 
 
 def test_model_file_path_is_accepted(reference: Path) -> None:
-    from glmtune.models.tokenization import chatglm2
+    from glmtune.models.tokenization import chatglm3
 
-    tok = chatglm2.load_tokenizer_v3(reference / "tokenizers" / "chatglm2" / "tokenizer.model")
+    tok = chatglm3.load_tokenizer(reference / "tokenizers" / "chatglm2" / "tokenizer.model")
     assert type(tok).__name__ == "ChatGLM3Tokenizer" and tok.encode("你好") == [64790, 64792, 36474, 54591]
     assert np.array_equal(tok(["你好"], return_tensors="np")["position_ids"], [[0, 1, 2, 3]])
 

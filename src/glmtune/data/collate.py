@@ -1,11 +1,14 @@
 """Batch collation: dynamic padding (to a multiple of 8) on the family's side, and packed rows.
 
-Unpacked batches are padded to the longest example: ChatGLM families on the tokenizer's
-``padding_side`` (left, as their tokenizers and ``chat()`` do, so training batches are shaped like
-inference ones), glm4/hf always on the right (no position shift); with the tokenizer's pad id
-(v1: 3, v2/v3: 0); labels are padded with -100. ChatGLM2/3 also get ``position_ids``
-(0 on pads, 0.. on tokens, as their tokenizer gives them); v1 gets a 2-D ``attention_mask`` from
-which the v1 model builds its own 4-D masks and 2-D positions on the real tokens.
+What differs per family comes from its ``Family`` record (``glmtune.models.family``):
+``padding_side`` and ``positions``. Unpacked batches are padded to the longest example: a "left"
+family (the ChatGLM ones) on the tokenizer's ``padding_side`` (left, as their tokenizers and
+``chat()`` do, so training batches are shaped like inference ones), a "right" family (glm4/hf)
+always on the right (no position shift); with the tokenizer's pad id (v1: 3, v2/v3: 0); labels are
+padded with -100. Families whose positions come from the tokenizer layout (ChatGLM2/3) also get
+``position_ids`` (0 on pads, 0.. on tokens, as their tokenizer gives them); GLM v1's 2-D positions
+(ChatGLM-6B) get a 2-D ``attention_mask`` from which the v1 model builds its own 4-D masks and 2-D
+positions on the real tokens.
 
 Packed rows (``seq_lens`` from ``glmtune.data.packing``) are right-padded; positions restart per
 example. v2/v3/hf get a 4-D block-diagonal causal mask (additive, 0 / dtype min) so no example
@@ -21,6 +24,7 @@ from typing import Any
 import torch
 
 from glmtune.data.templates import family_of
+from glmtune.models.family import FAMILIES
 
 IGNORE_INDEX = -100
 
@@ -51,18 +55,23 @@ class Collator:
     def __init__(self, tokenizer: Any, packing: bool = False, pad_to_multiple_of: int | None = 8,
                  config: Any = None, mask_dtype: torch.dtype = torch.float32) -> None:
         self.family = family_of(tokenizer)
+        fam = FAMILIES.get(self.family) if self.family in FAMILIES else None
+        padding_side = fam.padding_side if fam else "right"  # a family glmtune does not know: a plain causal LM
+        self.positions = fam.positions if fam else "model"  # Family.positions: "model", "tokenizer" or "glm_2d"
         self.packing = packing
         self.multiple = pad_to_multiple_of
         self.mask_dtype = mask_dtype
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
-        # ChatGLM models get their positions from the tokenizer layout (left, like chat()); any other
-        # causal LM trains on right padding: trailing pads are never attended to, and absolute-position
-        # models would otherwise see positions shifted by the pad count.
-        chatglm = self.family in ("chatglm", "chatglm2", "chatglm3")
-        self.side = (getattr(tokenizer, "padding_side", "left") or "left") if chatglm else "right"
+        # ChatGLM models pad on their tokenizer's side (left, like chat()); any other causal LM trains on
+        # right padding: trailing pads are never attended to, and absolute-position models would
+        # otherwise see positions shifted by the pad count.
+        if padding_side == "left":
+            self.side = getattr(tokenizer, "padding_side", "left") or "left"
+        else:
+            self.side = "right"
         self.config = config
-        if self.family == "chatglm" and config is None:
+        if self.positions == "glm_2d" and config is None:  # the special ids the v1 packed mask needs
             self.config = SimpleNamespace(
                 bos_token_id=tokenizer.convert_tokens_to_ids("<sop>"),
                 gmask_token_id=tokenizer.convert_tokens_to_ids("[gMASK]"),
@@ -93,7 +102,7 @@ class Collator:
             "labels": torch.tensor(labels, dtype=torch.long),
             "attention_mask": torch.tensor(attn, dtype=torch.long),
         }
-        if self.family in ("chatglm2", "chatglm3"):
+        if self.positions == "tokenizer":
             batch["position_ids"] = torch.tensor(pos, dtype=torch.long)
         return batch
 
@@ -101,7 +110,7 @@ class Collator:
         length = _round_up(max(len(f["input_ids"]) for f in features), self.multiple)
         seq_lens = [list(f.get("seq_lens") or [len(f["input_ids"])]) for f in features]
         labels = torch.tensor([list(f["labels"]) + [IGNORE_INDEX] * (length - len(f["labels"])) for f in features])
-        if self.family == "chatglm":
+        if self.positions == "glm_2d":
             from glmtune.models.chatglm_v1.masks import packed_inputs
 
             parts = []

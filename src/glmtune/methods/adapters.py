@@ -1,93 +1,23 @@
 """Attach a trained adapter to a loaded base model (inference or continued training), or merge it.
 
-``glmtune.load_model(base, adapter=DIR)`` lands here. Three kinds of folder are recognised:
-a peft/glmtune LoRA folder (``adapter_config.json``), and an official ChatGLM or glmtune P-Tuning v2
-folder (``config.json`` with ``pre_seq_len`` + a weight file holding the official prefix tensor).
+``glmtune.load_model(base, adapter=DIR)`` lands here (through ``glmtune.api``). Three kinds of folder
+are recognised: a peft/glmtune LoRA folder (``adapter_config.json``), and an official ChatGLM or
+glmtune P-Tuning v2 folder (``config.json`` with ``pre_seq_len`` + a weight file holding the official
+prefix tensor). Telling them apart only reads files: ``glmtune.models.adapter_files`` (re-exported here).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from glmtune.errors import GlmtuneError
-from glmtune.methods.base import is_quantized, read_adapter_info
-from glmtune.methods.lora import load_lora, read_lora_config
-from glmtune.methods.ptuning import (
-    PREFIX_KEY,
-    has_prefix_weights,
-    model_family,
-    prefix_module,
-    ptuning_settings,
-)
+from glmtune.methods.base import is_quantized
+from glmtune.methods.lora import load_lora
+from glmtune.methods.ptuning import model_family, prefix_module
+from glmtune.models.adapter_files import AdapterKind, adapter_kind, adapter_note
 
-AdapterKind = Literal["lora", "ptuning"]
-
-
-def adapter_kind(path: str | Path) -> AdapterKind:
-    """What kind of adapter folder ``path`` is; anything else fails saying what was found."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise GlmtuneError(f"adapter folder not found: {folder}")
-    lora = read_lora_config(folder)
-    if lora:
-        peft_type = str(lora.get("peft_type", "LORA")).upper()
-        if peft_type != "LORA":
-            raise GlmtuneError(f"{folder} is a peft {peft_type} adapter; glmtune loads LoRA and P-Tuning v2 only")
-        return "lora"
-    settings = ptuning_settings(folder)
-    files = sorted(p.name for p in folder.iterdir())[:12]
-    if settings is not None:
-        try:
-            found = has_prefix_weights(folder)
-        except GlmtuneError as exc:
-            raise GlmtuneError(f"{folder}: config.json has pre_seq_len but the weights are unusable: {exc}") from None
-        if found:
-            return "ptuning"
-        raise GlmtuneError(f"{folder}: config.json has pre_seq_len={settings['pre_seq_len']} but no weight file "
-                           f"holds {PREFIX_KEY} (found {files})")
-    method = read_adapter_info(folder).get("method")
-    if method in ("full", "freeze"):
-        raise GlmtuneError(f"{folder} holds a whole model fine-tuned with method {method}, not an adapter: "
-                           f"load it on its own with glmtune.load_model({str(folder)!r})")
-    raise GlmtuneError(
-        f"{folder} is not an adapter: expected adapter_config.json (LoRA) or config.json with pre_seq_len "
-        f"and {PREFIX_KEY} (P-Tuning v2); found {files}"
-    )
-
-
-def adapter_note(path: str | Path) -> str | None:
-    """``"a LoRA adapter for BASE"`` when folder ``path`` holds only an adapter (not a model), else None."""
-    folder = Path(path)
-    lora = read_lora_config(folder)
-    if lora and not _has_weights(folder):  # a merged model saved beside its adapter is a model
-        kind = "LoRA adapter"
-    elif ptuning_settings(folder) and _prefix_only(folder):
-        kind = "P-Tuning v2 prefix"
-    else:
-        return None
-    info = read_adapter_info(folder)
-    base = info.get("base_model") or lora.get("base_model_name_or_path")
-    return f"a {kind} for base model {base}" if base else f"a {kind}"
-
-
-def _has_weights(folder: Path) -> bool:
-    from glmtune.models.checkpoint_io import checkpoint_files
-
-    try:
-        return bool(checkpoint_files(folder))
-    except GlmtuneError:
-        return False
-
-
-def _prefix_only(folder: Path) -> bool:
-    from glmtune.models.checkpoint_io import checkpoint_shapes
-
-    try:
-        keys = checkpoint_shapes(folder)
-    except GlmtuneError:
-        return False
-    return bool(keys) and all(k.startswith("transformer.prefix_encoder.") for k in keys)
+__all__ = ["AdapterKind", "adapter_kind", "adapter_note", "attach_adapter", "merge_adapter"]
 
 
 def attach_adapter(model: Any, path: str | Path, is_trainable: bool = False) -> Any:

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from glmtune.errors import GlmtuneError
+from glmtune.models.adapter_files import ADAPTER_INFO, read_adapter_info  # noqa: F401 (re-exported)
 from glmtune.registry import Registry
 from glmtune.utils.io import atomic_dir, follow_umask
 
 log = logging.getLogger("glmtune.methods")
 
-ADAPTER_INFO = "glmtune_adapter.json"  # small note beside saved adapters: method, family, base model
+# ADAPTER_INFO (the note beside saved outputs: method, family, base model) and read_adapter_info live in
+# glmtune.models.adapter_files, which glmtune.models reads too (models never imports methods)
 INFO_ATTR = "_glmtune_method_info"  # set on the model by apply(), read back by save()
 
 
@@ -189,14 +191,3 @@ def method_output(output_dir: str | Path, model: Any, method: str, tokenizer: An
         write_adapter_info(tmp, model, method)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-
-
-def read_adapter_info(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / ADAPTER_INFO
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -18,7 +18,8 @@ from glmtune.methods.base import (
     upcast_fp16_params,
 )
 from glmtune.methods.targets import resolve_targets
-from glmtune.utils.io import read_json
+from glmtune.models.adapter_files import read_adapter_info, read_lora_config
+from glmtune.models.families import model_family
 
 log = logging.getLogger("glmtune.train")
 
@@ -48,11 +49,6 @@ class LoraConfig:
             raise ConfigError("lora.target_modules must not be an empty string")
         if self.modules_to_save is not None and not self.modules_to_save:
             raise ConfigError("lora.modules_to_save must not be empty (leave it unset for none)")
-
-
-def read_lora_config(folder: str | Path) -> dict[str, Any]:
-    """The folder's ``adapter_config.json`` if it holds a peft LoRA adapter, else ``{}``."""
-    return read_json(Path(folder) / "adapter_config.json")
 
 
 def wrap_with_lora(model: Any, cfg: Any) -> Any:
@@ -118,9 +114,6 @@ def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: 
     """peft's ``PeftModel.from_pretrained``, refusing an adapter made for another family and turning
     peft's errors (e.g. target modules this model does not have) into one line that says why."""
     import peft
-
-    from glmtune.methods.base import read_adapter_info
-    from glmtune.methods.ptuning import model_family
 
     info = read_adapter_info(path)
     family = family or model_family(model)

@@ -18,8 +18,9 @@ from glmtune.methods.base import (
     remember,
     upcast_fp16_params,
 )
-from glmtune.models.ptuning_layout import PREFIX_KEY
-from glmtune.utils.io import read_json
+from glmtune.models.adapter_files import has_prefix_weights, ptuning_settings  # noqa: F401 (re-exported)
+from glmtune.models.families import FAMILIES, model_family
+from glmtune.models.ptuning_layout import PREFIX_KEY  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -39,48 +40,22 @@ class PTuningConfig:
             raise ConfigError("ptuning.prefix_hidden_size is only used with ptuning.prefix_projection: true")
 
 
-PREFIX_MODULES = {
-    "chatglm": "glmtune.models.chatglm_v1.prefix",
-    "chatglm2": "glmtune.models.glm_mapping.prefix",
-    "chatglm3": "glmtune.models.glm_mapping.prefix",
-}
 PREFIX_PARAM = "prefix_encoder"  # module name of the prefix in every glmtune P-Tuning model
 
 
-def model_family(model: Any) -> str | None:
-    """The ChatGLM family a loaded model came from (``config.glmtune`` record or its v1 class)."""
-    record = getattr(getattr(model, "config", None), "glmtune", None)
-    if isinstance(record, dict) and record.get("family"):
-        return str(record["family"])
-    if type(model).__module__.startswith("glmtune.models.chatglm_v1"):
-        return "chatglm"
-    return None
-
-
 def prefix_module(family: str | None) -> Any:
-    """The family's ``enable_prefix`` / ``load_ptuning`` / ``save_ptuning`` module."""
-    if family not in PREFIX_MODULES:
+    """The family's ``enable_prefix`` / ``load_ptuning`` / ``save_ptuning`` module (``Family.prefix_module``)."""
+    fam = FAMILIES.get(family) if family in FAMILIES else None
+    if fam is None or not fam.prefix_module:
+        with_prefix = ", ".join(name for name, f in FAMILIES.items() if f.prefix_module)
         raise ConfigError(
-            f"method ptuning: P-Tuning v2 is ChatGLM-only (chatglm, chatglm2, chatglm3), not {family or 'this model'}; "
+            f"method ptuning: P-Tuning v2 is ChatGLM-only ({with_prefix}), not {family or 'this model'}; "
             "use method: lora"
         )
     try:
-        return importlib.import_module(PREFIX_MODULES[family])
+        return importlib.import_module(fam.prefix_module)
     except ImportError as exc:
         raise GlmtuneError(f"P-Tuning v2 for {family} is not available: {exc}") from None
-
-
-def ptuning_settings(folder: str | Path) -> dict[str, Any] | None:
-    """The folder's config.json if it carries ``pre_seq_len`` (an official/glmtune P-Tuning folder)."""
-    data = read_json(Path(folder) / "config.json")
-    return data if data.get("pre_seq_len") else None
-
-
-def has_prefix_weights(folder: str | Path) -> bool:
-    """True when one of the folder's weight files holds the official prefix tensor (headers / mmap only)."""
-    from glmtune.models.checkpoint_io import checkpoint_shapes
-
-    return PREFIX_KEY in checkpoint_shapes(folder)
 
 
 @METHODS.register("ptuning")

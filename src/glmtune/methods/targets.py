@@ -1,11 +1,12 @@
-"""Which linear layers LoRA adapts by default, per model family.
+"""Which linear layers LoRA adapts by default: the family's ``Family.lora_targets``.
 
 ChatGLM2/3 (and GLM-4 in transformers' layout) run on ``GlmForCausalLM``, whose attention has
 separate ``q_proj``/``k_proj``/``v_proj``; THUDM's fused ``query_key_value`` is split into those
 three at load time, so ``["q_proj", "k_proj", "v_proj"]`` is the equivalent of THUDM's default
 (each projection gets its own rank-r update instead of one shared fused update). ChatGLM-6B v1 keeps
 THUDM's module names, so its default is the fused ``query_key_value``. Other models get peft's
-``"all-linear"`` (every linear layer but the output head).
+``"all-linear"`` (every linear layer but the output head). The values live in each family's module
+(``glmtune/models/family/``); a model of no known family gets a guess from its own module names.
 """
 
 from __future__ import annotations
@@ -14,16 +15,7 @@ import re
 from typing import Any
 
 from glmtune.errors import ConfigError
-
-ALL_LINEAR = "all-linear"
-QKV = ["q_proj", "k_proj", "v_proj"]
-FAMILY_TARGETS: dict[str, list[str] | str] = {
-    "chatglm": ["query_key_value"],
-    "chatglm2": QKV,
-    "chatglm3": QKV,
-    "glm4": QKV,
-    "hf": ALL_LINEAR,
-}
+from glmtune.models.family import ALL_LINEAR, FAMILIES, QKV
 
 
 def linear_module_names(model: Any) -> list[str]:
@@ -44,9 +36,10 @@ def short_names(full_names: list[str]) -> list[str]:
 
 
 def default_targets(model: Any, family: str | None) -> list[str] | str:
-    """The family default; with no known family, guess from the model's own module names."""
-    if family in FAMILY_TARGETS:
-        return FAMILY_TARGETS[family]
+    """The family default (``Family.lora_targets``); with no known family, guess from the model's module names."""
+    if family is not None and family in FAMILIES:
+        targets = FAMILIES.get(family).lora_targets
+        return targets if isinstance(targets, str) else list(targets)
     names = set(short_names(linear_module_names(model)))
     if "query_key_value" in names:
         return ["query_key_value"]

@@ -29,7 +29,7 @@ SHARD_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)?", re.IGNORECASE)
 
 def _refuse_adapter(src: Path) -> None:
     """An adapter output folder is not a model: say so and what to do, instead of 'config.json: model_type None'."""
-    from glmtune.methods.adapters import adapter_note
+    from glmtune.models.adapter_files import adapter_note
 
     note = adapter_note(src) if src.is_dir() else None
     if note:

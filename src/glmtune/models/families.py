@@ -1,50 +1,24 @@
-"""Model families: how to recognise a checkpoint folder and which code loads it.
+"""Model families: which family a checkpoint folder (or a loaded model) belongs to, and lookup.
 
-One registry entry per family. A family names its tokenizer loader, model loader and default
-template as ``"module:function"`` strings so that detecting a family never imports torch.
+One registry entry per family, each carrying every per-family fact glmtune uses (loaders, default
+template, LoRA targets, P-Tuning module, padding and positions): see ``glmtune.models.family.base``.
 Adding a family is one small module in ``glmtune/models/family/`` plus one registration line there.
+
+Importing this module imports the ``glmtune.models.family`` package, which registers the built-in
+families; the family modules never import this one (no import cycle).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from glmtune.errors import GlmtuneError
-from glmtune.registry import Registry
+from glmtune.models.family import FAMILIES, Family
+from glmtune.models.family._detect import FolderFiles, chatglm2_or_3, is_thudm_chatglm, is_v1
 from glmtune.utils.io import read_json
 
-
-@dataclass(frozen=True)
-class Family:
-    """What glmtune needs to know to run one model generation natively."""
-
-    name: str
-    description: str
-    # the folder's files (config.json, tokenizer_config.json, others on demand) -> True when it owns them
-    detect: Callable[[Any], bool]
-    tokenizer_loader: str  # "module:function" taking (path, **kwargs)
-    model_loader: str  # "module:function" taking (path, dtype=, device_map=, quantization=, **kwargs)
-    default_template: str
-    priority: int = 0  # higher is checked first
-
-    def load_tokenizer(self, path: str | Path, **kwargs: Any) -> Any:
-        return _resolve(self.tokenizer_loader)(path, **kwargs)
-
-    def load_model(self, path: str | Path, **kwargs: Any) -> Any:
-        """Every model loader takes ``family``: ChatGLM2 and ChatGLM3 share one that must not re-detect."""
-        return _resolve(self.model_loader)(path, family=self.name, **kwargs)
-
-
-FAMILIES: Registry[Family] = Registry("model family")
-
-
-def _resolve(target: str) -> Callable[..., Any]:
-    module_name, func = target.split(":")
-    return getattr(importlib.import_module(module_name), func)
+__all__ = ["FAMILIES", "Family", "detect_family", "get_family", "model_family", "read_folder_configs"]
 
 
 def read_folder_configs(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -57,9 +31,6 @@ def read_folder_configs(path: str | Path) -> tuple[dict[str, Any], dict[str, Any
 
 def detect_family(path: str | Path) -> str:
     """Name of the family that owns checkpoint folder ``path``, from its config files."""
-    from glmtune.models.family._detect import FolderFiles, chatglm2_or_3, is_thudm_chatglm, is_v1
-
-    _register_builtin()
     config, tok_config = read_folder_configs(path)
     saved = tok_config.get("glmtune_family")  # written by glmtune's own tokenizers' save_pretrained
     if isinstance(saved, str) and saved in FAMILIES:
@@ -88,9 +59,14 @@ def detect_family(path: str | Path) -> str:
 
 def get_family(path: str | Path, family: str | None = None) -> Family:
     """The family object for ``path``, honouring an explicit ``family`` override."""
-    _register_builtin()
     return FAMILIES.get(family) if family else FAMILIES.get(detect_family(path))
 
 
-def _register_builtin() -> None:
-    importlib.import_module("glmtune.models.family")
+def model_family(model: Any) -> str | None:
+    """The family a loaded model came from: its ``config.glmtune`` record (ChatGLM2/3 on transformers'
+    Glm classes), else the ``glmtune_family`` of its class (glmtune's own model classes); None otherwise."""
+    record = getattr(getattr(model, "config", None), "glmtune", None)
+    if isinstance(record, dict) and record.get("family"):
+        return str(record["family"])
+    family = getattr(type(model), "glmtune_family", None)
+    return family if isinstance(family, str) and family else None

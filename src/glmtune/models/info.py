@@ -133,8 +133,7 @@ def tokenizer_lines(path: Path, family: str) -> list[str]:
 
 def describe(path: str | Path, family: str | None = None) -> dict[str, Any]:
     """Everything ``glmtune info`` prints, as a dict."""
-    from glmtune.methods.adapters import adapter_note
-    from glmtune.methods.base import read_adapter_info
+    from glmtune.models.adapter_files import adapter_note, read_adapter_info
     from glmtune.models.checkpoint_io import checkpoint_shapes
     from glmtune.models.families import FAMILIES, detect_family, read_folder_configs
 

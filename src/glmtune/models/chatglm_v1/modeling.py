@@ -30,6 +30,7 @@ from glmtune.models.chatglm_v1.rotary import rotary_cos_sin
 
 
 class ChatGLMV1PreTrainedModel(PreTrainedModel):
+    glmtune_family = "chatglm"  # the model family (``glmtune.models.families.model_family``), as tokenizers say
     config_class = ChatGLMV1Config
     config: ChatGLMV1Config
     base_model_prefix = "transformer"

@@ -1,7 +1,7 @@
 """ChatGLM2-6B: THUDM checkpoints mapped onto transformers' GlmForCausalLM."""
 
-from glmtune.models.families import FAMILIES, Family
 from glmtune.models.family._detect import FolderFiles, chatglm2_or_3, is_thudm_chatglm, is_v1, recorded_family
+from glmtune.models.family.base import FAMILIES, QKV, Family
 
 
 def _detect(files: FolderFiles) -> bool:
@@ -19,5 +19,9 @@ FAMILIES.register("chatglm2")(
         model_loader="glmtune.models.glm_mapping.loading:load_model",
         default_template="chatglm2",
         priority=10,
+        lora_targets=QKV,  # THUDM's fused query_key_value is split into q/k/v_proj at load time
+        prefix_module="glmtune.models.glm_mapping.prefix",  # THUDM's P-Tuning v2 on GlmForCausalLM
+        padding_side="left",  # as its tokenizer and chat() pad
+        positions="tokenizer",  # its tokenizer yields position_ids (0 on left pads)
     )
 )

@@ -1,6 +1,6 @@
 """Any other causal LM that transformers supports natively (never with remote code)."""
 
-from glmtune.models.families import FAMILIES, Family
+from glmtune.models.family.base import ALL_LINEAR, FAMILIES, Family
 
 FAMILIES.register("hf")(
     Family(
@@ -11,5 +11,9 @@ FAMILIES.register("hf")(
         model_loader="glmtune.models.hf_loading:load_model",
         default_template="hf",
         priority=0,
+        lora_targets=ALL_LINEAR,  # module names vary by architecture
+        prefix_module=None,  # P-Tuning v2 is ChatGLM-only
+        padding_side="right",  # absolute-position models would see shifted positions on the left
+        positions="model",  # the model counts positions itself
     )
 )

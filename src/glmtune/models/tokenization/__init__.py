@@ -1,7 +1,7 @@
 """Native tokenizers of the ChatGLM family (no remote code): v1 (ice_text), ChatGLM2 and ChatGLM3.
 
 The family registry points at ``chatglm:load_tokenizer``, ``chatglm2:load_tokenizer`` and
-``chatglm2:load_tokenizer_v3``; each takes a checkpoint folder as THUDM ships it.
+``chatglm3:load_tokenizer``; each takes a checkpoint folder as THUDM ships it.
 """
 
 from glmtune.models.tokenization.chatglm import ChatGLMTokenizer

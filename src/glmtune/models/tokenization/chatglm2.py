@@ -1,4 +1,4 @@
-"""Native ChatGLM2-6B tokenizer (and the loaders for ChatGLM3, whose class extends this one).
+"""Native ChatGLM2-6B tokenizer (ChatGLM3's class extends it, in ``chatglm3``, which this module never imports).
 
 Behaviour reproduced from THUDM's tokenizer (see the reference MANIFEST, step 2):
 - plain SentencePiece over ``tokenizer.model`` (64789 pieces); five command ids follow it:
@@ -163,10 +163,3 @@ def load_tokenizer(path: str | Path, **kwargs: Any) -> ChatGLM2Tokenizer:
     folder, model = locate(path, MODEL_FILE)
     init = init_kwargs_from_config(read_tokenizer_config(folder), KEYS_V2, kwargs)
     return ChatGLM2Tokenizer(str(model), name_or_path=str(folder), **init)
-
-
-def load_tokenizer_v3(path: str | Path, **kwargs: Any) -> Any:
-    """ChatGLM3 tokenizer from a checkpoint folder (same files as ChatGLM2, plus the role tokens)."""
-    from glmtune.models.tokenization.chatglm3 import load_tokenizer as load_v3
-
-    return load_v3(path, **kwargs)

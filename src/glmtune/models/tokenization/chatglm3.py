@@ -80,3 +80,6 @@ def load_tokenizer(path: str | Path, **kwargs: Any) -> ChatGLM3Tokenizer:
     folder, model = locate(path, MODEL_FILE)
     init = init_kwargs_from_config(read_tokenizer_config(folder), KEYS_V3, kwargs)
     return ChatGLM3Tokenizer(str(model), name_or_path=str(folder), **init)
+
+
+load_tokenizer_v3 = load_tokenizer  # its former name in the chatglm2 module (which no longer imports this one)
