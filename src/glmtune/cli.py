@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("glmtune.inference.chat_cli:main", "talk to a model (+ adapter) in the terminal, streamed"),
     "predict": ("glmtune.inference.predict_cli:main", "generate answers for a JSONL dev set (batched, resumable)"),
     "serve": ("glmtune.serve.cli:main", "OpenAI-compatible API (streaming, named LoRA adapters) on the engine"),
+    "webui": ("glmtune.serve.webui:main", "a web chat page (Gradio) on the engine"),
     "eval": ("glmtune.evaluate.cli:main", "BLEU-4 and ROUGE-1/2/L of predictions against references (official ChatGLM metrics)"),
 }
 

@@ -186,7 +186,7 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
         settings = defaults.with_(max_new_tokens=budget, temperature=body.temperature, top_p=body.top_p)
         async with limits:
             completion = await asyncio.wait_for(batcher.submit((name, settings), messages), timeout)
-        history = [*body.history, [body.prompt, completion.text]]
+        history = [*map(list, body.history), [body.prompt, completion.text]]
         return {"response": completion.text, "history": history, "status": 200,
                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 

@@ -43,7 +43,7 @@ class LegacyRequest(BaseModel):
     """The body of the original ChatGLM ``api.py``: ``POST /`` with prompt and history pairs."""
 
     prompt: str
-    history: list[list[str]] = Field(default_factory=list)
+    history: list[tuple[str, str]] = Field(default_factory=list)  # [[query, response], ...]
     max_length: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0, le=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
