@@ -119,3 +119,54 @@ def test_streamed_tool_call_and_the_observation_round_trip(client):
     ids = engine.model.prompts[-1]
     assert 64797 in ids and ids[-1] == 64796  # <|observation|> turn, then <|assistant|>
     assert "tool_call(location='北京', days=2)" in engine.tokenizer.decode(ids)
+
+
+def test_beyond_the_limits_is_429_with_retry_after(reference):
+    """max_concurrent=1, max_queue=0: while one generation runs, the next request is told to retry."""
+    import http.client
+    import json
+
+    import uvicorn
+
+    import glmtune
+    from glmtune.inference.engine import Engine
+    from glmtune.serve.app import create_app
+
+    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm3-mini")
+
+    class Slow(ScriptedModel):
+        def generate(self, *args, **kwargs):
+            time.sleep(1.5)
+            return super().generate(*args, **kwargs)
+
+    engine = Engine(Slow(tok.encode("\n你好", add_special_tokens=False), 2), tok, "chatglm3")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(OneModel(engine), max_concurrent=1, max_queue=0)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    def post() -> tuple[int, dict, str | None]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/v1/chat/completions", json.dumps({"model": "glm3", "messages": [
+            {"role": "user", "content": "hi"}]}), {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read()), r.getheader("Retry-After")
+
+    try:
+        first: list = []
+        worker = threading.Thread(target=lambda: first.append(post()))
+        worker.start()
+        time.sleep(0.5)  # the first request is generating
+        status, body, retry = post()
+        worker.join()
+        assert status == 429 and retry == "1" and body["error"]["code"] == "rate_limit_exceeded"
+        assert first[0][0] == 200 and first[0][1]["choices"][0]["message"]["content"] == "你好"
+        assert post()[0] == 200  # the slot is free again
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
