@@ -118,15 +118,22 @@ class GlmTrainer(Trainer):
     def training_step(
         self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
     ) -> torch.Tensor:
-        mask = inputs.get("attention_mask")
-        if mask is not None:
-            self.tokens_seen += int(mask.sum())
-        elif "input_ids" in inputs:
-            self.tokens_seen += int(inputs["input_ids"].numel())
+        self.tokens_seen += self._real_tokens(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not self._all_ranks_finite(torch.isfinite(loss.detach()).all()):
             self.stop_non_finite(f"loss became {float(loss)}")
         return loss
+
+    def _real_tokens(self, inputs: dict[str, Any]) -> int:
+        """Non-padding tokens of a batch (for tokens/s). A packed batch's 4-D block mask is no count of
+        tokens (its float form holds -inf), so those count the ids that are not the collator's padding."""
+        mask, ids = inputs.get("attention_mask"), inputs.get("input_ids")
+        if mask is not None and mask.dim() == 2:
+            return int(mask.sum())
+        if ids is None:
+            return 0
+        pad = getattr(self.data_collator, "pad_id", None)
+        return int((ids != pad).sum()) if pad is not None else int(ids.numel())
 
     def _all_ranks_finite(self, flag: torch.Tensor) -> bool:
         """One verdict for every rank (a rank that raised alone would leave the others in a collective)."""
