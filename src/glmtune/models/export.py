@@ -11,7 +11,6 @@ Both are written atomically (temp folder, then rename).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -33,7 +32,7 @@ def _refuse_adapter(src: Path) -> None:
 
     note = adapter_note(src) if src.is_dir() else None
     if note:
-        raise GlmtuneError(f"--model {src} holds {note}, not a model. Export the base model, or load both with "
+        raise GlmtuneError(f"--model {src} holds {note}, not a model. Export the base model (with --adapter to merge a LoRA), or load both with "
                            f"glmtune.load_model(BASE, adapter={str(src)!r}) to use them together")
 
 
@@ -73,13 +72,16 @@ def _write_tokenizer(src: Path, dst: Path, via_glmtune: bool) -> str:
 
 
 def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
-              family: str | None = None, overwrite: bool = False) -> Path:
-    """Write ``model_path`` (ChatGLM2/3) as a transformers Glm checkpoint folder ``out``."""
+              family: str | None = None, overwrite: bool = False, model: Any = None) -> Path:
+    """Write ``model_path`` (ChatGLM2/3) as a transformers Glm checkpoint folder ``out``.
+
+    ``model``: an already loaded (e.g. LoRA-merged) model of ``model_path`` to write instead."""
     from glmtune.utils.io import atomic_dir, claim_output, write_marker
 
     src = Path(model_path)
     claim_output(out, "export-hf", overwrite)
-    model, _ = _load(src, dtype, family)
+    if model is None:
+        model, _ = _load(src, dtype, family)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; plain GlmForCausalLM cannot hold it")
     with atomic_dir(out) as tmp:
@@ -90,7 +92,7 @@ def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", 
 
 
 def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
-                   family: str | None = None, overwrite: bool = False) -> Path:
+                   family: str | None = None, overwrite: bool = False, model: Any = None) -> Path:
     """Write ``model_path`` (THUDM or exported Glm layout) back in the THUDM ChatGLM2/3 layout."""
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
@@ -101,7 +103,8 @@ def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2
 
     src = Path(model_path)
     claim_output(out, "export-chatglm", overwrite)
-    model, _ = _load(src, dtype, family)
+    if model is None:
+        model, _ = _load(src, dtype, family)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; save it with save_ptuning instead")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -124,26 +127,3 @@ def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2
         _write_tokenizer(src, tmp, via_glmtune=False)
         write_marker(tmp, "export-chatglm")
     return Path(out)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="glmtune export", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="checkpoint folder (ChatGLM2/3, THUDM or exported layout)")
-    parser.add_argument("--to", required=True, choices=("hf", "chatglm"), help="layout to write")
-    parser.add_argument("out", help="output folder (replaced atomically)")
-    parser.add_argument("--shard-size", default="2GB", help="largest shard, e.g. 2GB, 500MB (default 2GB)")
-    parser.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default: the checkpoint's)")
-    parser.add_argument("--family", choices=("chatglm2", "chatglm3"), help="when the folder's files cannot tell")
-    parser.add_argument("--overwrite", action="store_true", help="replace an output folder glmtune did not write")
-    args = parser.parse_args(argv)
-    src, out = Path(args.model), Path(args.out)
-    if out.resolve() == src.resolve():
-        raise GlmtuneError("the output folder must differ from --model")
-    if not SHARD_SIZE.fullmatch(args.shard_size.strip()):
-        raise GlmtuneError(f"--shard-size {args.shard_size!r}: give a size such as 2GB, 500MB or 5GiB")
-    _refuse_adapter(src)
-    writer = export_hf if args.to == "hf" else export_chatglm
-    writer(src, out, shard_size=args.shard_size.strip(), dtype=args.dtype, family=args.family,
-           overwrite=args.overwrite)
-    print(f"wrote {args.to} checkpoint to {out}")
-    return 0
