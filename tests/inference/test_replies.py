@@ -48,3 +48,26 @@ def test_streaming_never_splits_a_character_and_holds_what_may_change(reference)
     assert all("\ufffd" not in d for d in deltas)
     # v1's rules turn "好," into "好，" only once the comma is followed by text: it is never sent early
     assert "".join(deltas) == "😀好，吗" and "," not in "".join(deltas)
+
+
+def test_tool_call_arguments_must_be_json():
+    assert tool_call_arguments("tool_call(a={[1]: 2})") is None  # unhashable: no crash
+    assert tool_call_arguments("tool_call(a={1, 2})") is None and tool_call_arguments("tool_call(a=1j)") is None
+    assert tool_call_arguments("tool_call(a=(1, 2))") == {"a": [1, 2]}
+    assert chatglm3("f\n```python\ntool_call(a={[1]: 2})\n```").tool_calls == []
+
+
+def test_streaming_holds_back_the_start_of_the_training_date_placeholder(reference):
+    import glmtune
+    from glmtune.data.templates import resolve_template
+
+    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
+    ids = tok.encode("我的训练时间是[[训练时间]]左右。", add_special_tokens=False)
+    engine = SimpleNamespace(tokenizer=tok, template=resolve_template(tok, "chatglm2"), stop_ids=[2])
+    text = IncrementalText(engine, [], SimpleNamespace(stop=[]))
+    deltas = []
+    for token in ids:
+        text.add([token])
+        deltas.append(text.flush())
+    deltas.append(text.flush(final=True))
+    assert "".join(deltas) == "我的训练时间是2023年左右。" and "[" not in "".join(deltas)

@@ -100,3 +100,14 @@ def test_bad_ptuning_folder(reference, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(GlmtuneError, match="pre_seq_len"):
         load_ptuning(model, tmp_path)
+
+
+def test_static_cache_generation_equals_dynamic(ref):
+    """The first forward into an empty static cache gets no mask from transformers (sdpa's is_causal
+    then aligns queries with the first keys): the prefix mask must follow that, not the last keys."""
+    _, model, cases, _ = ref
+    spec = cases["d.c1"]
+    inputs = {k: torch.tensor(v) for k, v in spec["inputs"].items()}
+    with torch.no_grad():
+        static = model.generate(**inputs, **spec["generate_kwargs"], cache_implementation="static")
+    assert static.tolist() == spec["sequences_use_cache_true"]

@@ -150,12 +150,13 @@ def test_beyond_the_limits_is_429_with_retry_after(reference):
     while not server.started:
         time.sleep(0.05)
 
-    def post() -> tuple[int, dict, str | None]:
+    def post(stream: bool = False) -> tuple[int, dict, str | None]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("POST", "/v1/chat/completions", json.dumps({"model": "glm3", "messages": [
+        conn.request("POST", "/v1/chat/completions", json.dumps({"model": "glm3", "stream": stream, "messages": [
             {"role": "user", "content": "hi"}]}), {"Content-Type": "application/json"})
         r = conn.getresponse()
-        return r.status, json.loads(r.read()), r.getheader("Retry-After")
+        raw = r.read()
+        return r.status, json.loads(raw) if r.status != 200 or not stream else {}, r.getheader("Retry-After")
 
     try:
         first: list = []
@@ -163,8 +164,10 @@ def test_beyond_the_limits_is_429_with_retry_after(reference):
         worker.start()
         time.sleep(0.5)  # the first request is generating
         status, body, retry = post()
+        streamed = post(stream=True)  # a stream is refused before its 200 goes out
         worker.join()
         assert status == 429 and retry == "1" and body["error"]["code"] == "rate_limit_exceeded"
+        assert streamed[0] == 429 and streamed[2] == "1"
         assert first[0][0] == 200 and first[0][1]["choices"][0]["message"]["content"] == "你好"
         assert post()[0] == 200  # the slot is free again
     finally:

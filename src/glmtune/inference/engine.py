@@ -113,7 +113,8 @@ class Engine:
                 results[i] = self._finish(ids, len(prompts[i]), settings, conversations[i])
         return [r for r in results if r is not None]
 
-    def stream(self, messages: Messages, settings: GenerationSettings | None = None) -> Iterator[str]:
+    def stream(self, messages: Messages, settings: GenerationSettings | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
         """Text deltas of one reply; their concatenation equals ``generate([messages])[0].text``.
 
         A delta never ends inside a multi-byte character; the format's post-processing is applied to
@@ -144,7 +145,7 @@ class Engine:
                     ready.notify()
 
         failure: list[BaseException] = []
-        text = IncrementalText(self, messages, settings)
+        text = IncrementalText(self, messages, settings, cancel)
         collect = Collect()
         collect.criteria = text.criteria  # type: ignore[attr-defined] - lets cancel() end the generation
 
@@ -202,9 +203,9 @@ class Engine:
             criteria.append(streamer.criteria)
         if stopping is not None:
             criteria.append(stopping)
-        if settings.seed is not None:
-            torch.manual_seed(settings.seed)
         with self.lock, torch.no_grad():
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
             out = self.model.generate(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device), eos_token_id=self.stop_ids,
                 pad_token_id=self.pad_id, stopping_criteria=criteria, streamer=streamer,

@@ -13,6 +13,8 @@ from typing import Any
 
 from transformers import StoppingCriteria
 
+from glmtune.data.templates.replies import TRAINING_DATE
+
 
 class _Cancelled(StoppingCriteria):
     def __init__(self, flag: threading.Event) -> None:
@@ -42,12 +44,13 @@ class StopStrings(StoppingCriteria):
 class IncrementalText:
     """Collects streamed ids of one reply and hands out safe text deltas."""
 
-    def __init__(self, engine: Any, messages: list[dict[str, Any]], settings: Any) -> None:
+    def __init__(self, engine: Any, messages: list[dict[str, Any]], settings: Any,
+                 cancel: threading.Event | None = None) -> None:
         self.engine, self.messages, self.settings = engine, messages, settings
         self.ids: list[int] = []
         self.stopped = False
         self.sent = ""
-        self._cancel = threading.Event()
+        self._cancel = cancel or threading.Event()  # set from outside (a client gone): stop at the next token
         self.criteria = _Cancelled(self._cancel)
 
     def add(self, new_ids: list[int]) -> None:
@@ -79,13 +82,20 @@ class IncrementalText:
             if self.engine.template.hold_stream(raw):
                 return ""
             text = text.rstrip("\ufffd")[:-1]  # an unfinished character, and one that may still change
-            for stop in self.settings.stop:  # the start of a stop string may be cut later
+            # the start of a stop string may be cut later, the start of a placeholder replaced later
+            for stop in [*self.settings.stop, TRAINING_DATE[0]]:
                 for n in range(min(len(stop) - 1, len(text)), 0, -1):
                     if text.endswith(stop[:n]):
                         text = text[:-n]
                         break
             if not text.startswith(self.sent):
                 return ""
-        delta = text[len(self.sent):] if text.startswith(self.sent) else ""
+        if not text.startswith(self.sent):  # the final text rewrote what was sent: send the part after
+            common = 0  # the common prefix, so nothing of the reply is lost (it cannot be taken back)
+            while common < min(len(text), len(self.sent)) and text[common] == self.sent[common]:
+                common += 1
+            delta = text[common:]
+        else:
+            delta = text[len(self.sent):]
         self.sent += delta
         return delta

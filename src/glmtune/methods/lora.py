@@ -109,28 +109,38 @@ def adopt_adapter_settings(cfg: Any, adapter: str | Path, found: dict[str, Any])
                               "an adapter keeps its settings: drop the key, or train a new adapter (no adapter=)")
 
 
-def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: str | None = None,
-              adapter_name: str = "default") -> Any:
-    """peft's ``PeftModel.from_pretrained``, refusing an adapter made for another family and turning
-    peft's errors (e.g. target modules this model does not have) into one line that says why."""
-    import peft
-
+def check_adapter_family(path: str | Path, family: str | None, model: Any) -> None:
+    """An adapter records the family it was trained on; another family's model is refused."""
     info = read_adapter_info(path)
     family = family or model_family(model)
     trained = info.get("family")
     if trained and family and trained != family:
         raise GlmtuneError(f"adapter {path} was trained on a {trained} model ({info.get('base_model')}), this model is "
                            f"{family}: the two differ in weights and prompt format; use a {trained} base")  # fmt: skip
+
+
+def peft_error(path: str | Path, exc: Exception, family: str | None) -> GlmtuneError:
+    """peft's error on attaching an adapter, as one line that says why."""
+    targets = read_lora_config(path).get("target_modules")
+    thudm = isinstance(targets, (list, str)) and any(t in THUDM_MODULES for t in
+                                                      ([targets] if isinstance(targets, str) else targets))
+    why = (f"its target modules {targets} are THUDM's module names, which glmtune's native "
+           f"{family or 'ChatGLM2/3'} model does not have (it runs on transformers' Glm modules)"
+           if thudm else f"peft says: {str(exc).splitlines()[0][:300]}")
+    return GlmtuneError(f"adapter {path} cannot be attached to this model: {why}")
+
+
+def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: str | None = None,
+              adapter_name: str = "default") -> Any:
+    """peft's ``PeftModel.from_pretrained``, refusing an adapter made for another family and turning
+    peft's errors (e.g. target modules this model does not have) into one line that says why."""
+    import peft
+
+    check_adapter_family(path, family, model)
     try:
         return peft.PeftModel.from_pretrained(model, str(path), is_trainable=is_trainable, adapter_name=adapter_name)
     except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        targets = read_lora_config(path).get("target_modules")
-        thudm = isinstance(targets, (list, str)) and any(t in THUDM_MODULES for t in
-                                                          ([targets] if isinstance(targets, str) else targets))
-        why = (f"its target modules {targets} are THUDM's module names, which glmtune's native "
-               f"{family or 'ChatGLM2/3'} model does not have (it runs on transformers' Glm modules)"
-               if thudm else f"peft says: {str(exc).splitlines()[0][:300]}")
-        raise GlmtuneError(f"adapter {path} cannot be attached to this model: {why}") from None
+        raise peft_error(path, exc, family or model_family(model)) from None
 
 
 def save_peft(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None) -> None:

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from glmtune.errors import GlmtuneError
+from glmtune.errors import DataError, GlmtuneError
 from glmtune.inference.settings import GenerationSettings
 from glmtune.serve.batcher import Batcher
 from glmtune.serve.convert import chunk, completion_body, openai_tool_calls, to_messages, usage
@@ -29,6 +29,9 @@ class Limits:
         self.capacity, self.inside = concurrent + queue, 0
 
     async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def acquire(self) -> None:
         if self.inside >= self.capacity:
             raise ApiError(429, "the server is busy: too many requests in flight; retry shortly",
                            type_="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": "1"})
@@ -40,6 +43,9 @@ class Limits:
             raise
 
     async def __aexit__(self, *exc: Any) -> None:
+        self.release()
+
+    def release(self) -> None:
         self.slots.release()
         self.inside -= 1
 
@@ -49,8 +55,8 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
     defaults = defaults or GenerationSettings()
     limits = Limits(max_concurrent, max_queue)
 
-    def run_batch(key: tuple[str, GenerationSettings], conversations: list[list[dict[str, Any]]]) -> list[Any]:
-        name, settings = key
+    def run_batch(key: tuple[str, GenerationSettings, Any], conversations: list[list[dict[str, Any]]]) -> list[Any]:
+        name, settings, _ = key
         with served.use(name) as engine:
             return engine.generate(conversations, settings, batch_size=max_batch)
 
@@ -71,7 +77,11 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
 
     @app.exception_handler(GlmtuneError)
     async def glmtune_error(_: Request, exc: GlmtuneError) -> JSONResponse:
-        return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
+        # request problems are ApiErrors or DataErrors (a conversation the format cannot build);
+        # anything else glmtune raises while generating is the server's fault
+        status = 400 if isinstance(exc, DataError) else 500
+        kind = "invalid_request_error" if status == 400 else "server_error"
+        return JSONResponse(ApiError(status, str(exc), type_=kind).body(), status_code=status)
 
     @app.middleware("http")
     async def auth(request: Request, call_next: Any) -> Any:
@@ -114,24 +124,29 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
     @app.post("/v1/chat/completions")
     async def chat(body: ChatCompletionRequest, request: Request) -> Any:
         name, messages, settings, _ = prepare(body)
-        if body.stream:
+        if body.stream:  # the slot is taken before the 200 goes out, so a busy server can still say 429
+            await limits.acquire()
             return StreamingResponse(stream(name, messages, settings, body, request), media_type="text/event-stream")
+        return completion_body(name, await generate(name, settings, messages))
+
+    async def generate(name: str, settings: GenerationSettings, messages: list[dict[str, Any]]) -> Any:
+        # a seeded request runs alone: batched rows would share one random stream
+        key = (name, settings, uuid.uuid4().hex if settings.seed is not None else None)
         async with limits:
             try:
-                completion = await asyncio.wait_for(batcher.submit((name, settings), messages), timeout)
+                return await asyncio.wait_for(batcher.submit(key, messages), timeout)
             except asyncio.TimeoutError:
                 raise ApiError(504, f"generation took longer than {timeout:.0f}s", type_="timeout") from None
-        return completion_body(name, completion)
 
     async def stream(name: str, messages: list[dict[str, Any]], settings: GenerationSettings,
                      body: ChatCompletionRequest, request: Request) -> Any:
         cid, queue = f"chatcmpl-{uuid.uuid4().hex}", asyncio.Queue()
         loop, stop = asyncio.get_running_loop(), threading.Event()
-        async with limits:
+        try:
             def work() -> None:
                 try:
                     with served.use(name) as engine:
-                        deltas = engine.stream(messages, settings)
+                        deltas = engine.stream(messages, settings, cancel=stop)
                         for delta in deltas:
                             loop.call_soon_threadsafe(queue.put_nowait, ("delta", delta))
                             if stop.is_set():
@@ -147,9 +162,12 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
             try:
                 yield chunk(cid, name, {"role": "assistant", "content": ""})
                 while True:
-                    if time.monotonic() - start > timeout:
-                        raise ApiError(504, f"generation took longer than {timeout:.0f}s", type_="timeout")
-                    kind, value = await queue.get()
+                    try:
+                        kind, value = await asyncio.wait_for(queue.get(), timeout - (time.monotonic() - start))
+                    except asyncio.TimeoutError:
+                        error = ApiError(504, f"generation took longer than {timeout:.0f}s", type_="timeout")
+                        yield f"data: {json.dumps(error.body())}\n\n"
+                        break
                     if kind == "delta" and value:
                         yield chunk(cid, name, {"content": value})
                     elif kind == "error":
@@ -169,6 +187,8 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
             finally:
                 stop.set()  # a client that went away frees its slot: the generation stops at the next token
                 await asyncio.to_thread(thread.join)
+        finally:
+            limits.release()
 
     @app.post("/")
     async def legacy(body: LegacyRequest) -> dict[str, Any]:
@@ -184,8 +204,7 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
             raise ApiError(400, f"max_length {body.max_length} leaves no room after the {prompt}-token prompt",
                            param="max_length")  # fmt: skip
         settings = defaults.with_(max_new_tokens=budget, temperature=body.temperature, top_p=body.top_p)
-        async with limits:
-            completion = await asyncio.wait_for(batcher.submit((name, settings), messages), timeout)
+        completion = await generate(name, settings, messages)
         history = [*map(list, body.history), [body.prompt, completion.text]]
         return {"response": completion.text, "history": history, "status": 200,
                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}

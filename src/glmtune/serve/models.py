@@ -42,8 +42,14 @@ class ServedModels:
                     from glmtune.methods.lora import load_lora
 
                     model_obj = load_lora(model_obj, path, adapter_name=adapter_name)
-                else:
-                    model_obj.load_adapter(path, adapter_name=adapter_name)
+                else:  # the same checks as the first one: family, and a one-line error for THUDM names
+                    from glmtune.methods.lora import check_adapter_family, peft_error
+
+                    check_adapter_family(path, family, model_obj)
+                    try:
+                        model_obj.load_adapter(path, adapter_name=adapter_name)
+                    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+                        raise peft_error(path, exc, None) from None
             else:
                 from glmtune.methods.adapters import attach_adapter
 

@@ -5,6 +5,7 @@ generation's ``chat()`` (v1's punctuation rules, ChatGLM3's tool calls) and the 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +64,10 @@ def tool_call_arguments(code: str) -> dict[str, Any] | None:
     if not isinstance(call, ast.Call) or call.args:
         return None
     try:
-        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
-    except ValueError:
+        arguments = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+        # only what JSON can carry goes to clients (tuples become lists; sets, bytes, complex do not pass)
+        return json.loads(json.dumps(arguments, ensure_ascii=False))
+    except (ValueError, TypeError, MemoryError, RecursionError, SyntaxError):
         return None
 
 

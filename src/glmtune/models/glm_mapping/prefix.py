@@ -51,9 +51,14 @@ def _with_prefix_columns(mask: Any, q_len: int, kv_len: int, n_prefix: int, base
     """The layer's mask over ``[prefix, keys]``: every prefix slot visible, the rest as given (or causal)."""
     if mask is not None and mask.shape[-1] == kv_len + n_prefix:
         return mask  # a mask that already covers the prefix
-    if mask is None:  # sdpa's implicit causal mask: make it explicit (queries are the last q_len keys)
-        rows = torch.arange(q_len, device=ref.device).unsqueeze(1) + (kv_len - q_len)
-        allowed = torch.arange(kv_len, device=ref.device).unsqueeze(0) <= rows
+    if mask is None:  # sdpa's implicit mask: all keys for one query, else causal from the first key
+        # (transformers leaves it out only when q == kv, for a single query, or on the first forward
+        # into an empty static cache, where sdpa's is_causal aligns queries with the first keys)
+        if q_len == 1:
+            allowed = torch.ones(1, kv_len, dtype=torch.bool, device=ref.device)
+        else:
+            allowed = torch.arange(kv_len, device=ref.device).unsqueeze(0) <= torch.arange(
+                q_len, device=ref.device).unsqueeze(1)
         mask = allowed[None, None] if base != "eager" else torch.zeros(
             1, 1, q_len, kv_len, dtype=ref.dtype, device=ref.device).masked_fill(~allowed, torch.finfo(ref.dtype).min)
     if mask.dtype == torch.bool:
@@ -73,8 +78,8 @@ def _prefix_attention(base: str) -> Any:
             shape = (key.shape[0], *prefix_key.shape)
             attention_mask = _with_prefix_columns(attention_mask, query.shape[-2], key.shape[-2],
                                                   prefix_key.shape[-2], base, query)
-            key = torch.cat([prefix_key.to(key.dtype).unsqueeze(0).expand(shape), key], dim=2)
-            value = torch.cat([prefix_value.to(value.dtype).unsqueeze(0).expand(shape), value], dim=2)
+            key = torch.cat([prefix_key.to(key.device, key.dtype).unsqueeze(0).expand(shape), key], dim=2)
+            value = torch.cat([prefix_value.to(value.device, value.dtype).unsqueeze(0).expand(shape), value], dim=2)
         inner = eager_attention_forward if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
         return inner(module, query, key, value, attention_mask, **kwargs)
 
