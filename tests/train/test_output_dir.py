@@ -108,3 +108,39 @@ def test_tokenized_folder_settings_are_honoured_or_refused(capsys, tiny_model, s
     assert cli(["train", *overrides]) == 0  # left at its default: the folder's 64 is used and recorded
     saved = yaml.safe_load((out / "glmtune_train_config.yaml").read_text())
     assert saved["cutoff_len"] == 64
+
+
+def test_overwrite_never_deletes_this_runs_inputs_nor_a_run_it_resumes(capsys, tiny_model, small_data, tmp_path):
+    out = tmp_path / "run"
+    assert train(capsys, tiny_model, small_data, out, max_steps=2, save_steps=1)[0] == 0
+    code, _, err = train(capsys, tiny_model, small_data, out, max_steps=3, resume="auto",
+                         overwrite_output_dir="true")  # fmt: skip
+    assert code == 2 and "contradict" in err and (out / "checkpoint-2").is_dir()
+    code, _, err = train(capsys, tiny_model, small_data, out, max_steps=1, adapter=str(out),
+                         overwrite_output_dir="true")  # fmt: skip
+    assert code == 2 and "holds this run's own inputs (adapter=" in err, err
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_an_interrupted_run_is_not_silently_restarted(capsys, tiny_model, small_data, tmp_path):
+    out = tmp_path / "run"
+    assert train(capsys, tiny_model, small_data, out, max_steps=2, save_steps=1)[0] == 0
+    (out / "glmtune_run_done.json").unlink()  # as if killed after its last checkpoint, before the weights
+    code, _, err = train(capsys, tiny_model, small_data, out, max_steps=2, save_steps=1)
+    assert code == 2 and "unfinished run" in err and "resume=auto" in err
+    code, stdout, _ = train(capsys, tiny_model, small_data, out, max_steps=2, save_steps=1, resume="auto")
+    assert code == 0 and "already finished" not in stdout  # not finished: resumed (and completes the save)
+    assert (out / "glmtune_run_done.json").is_file() and (out / "adapter_model.safetensors").is_file()
+
+
+def test_more_epochs_continue_a_finished_epoch_run(capsys, tiny_model, small_data, tmp_path):
+    out = tmp_path / "run"
+    one = [o for o in base_overrides(tiny_model, small_data, out, method="lora", save_steps=4)
+           if not o.startswith("max_steps")]
+    assert cli(["train", *one, "num_epochs=1", "batch_size=16"]) == 0  # 64 rows: 4 steps, checkpoint-4
+    capsys.readouterr()
+    assert steps(out) == [1, 2, 3, 4]
+    saved = (out / "checkpoint-4" / "trainer_state.json").stat().st_mtime_ns
+    assert cli(["train", *one, "num_epochs=2", "batch_size=16", "resume=auto"]) == 0
+    assert "already finished" not in capsys.readouterr().out and steps(out) == list(range(1, 9))
+    assert (out / "checkpoint-4" / "trainer_state.json").stat().st_mtime_ns == saved  # continued, not redone

@@ -27,11 +27,12 @@ from glmtune.errors import ConfigError
 
 log = logging.getLogger("glmtune.train")
 CONFIG_NAME = "glmtune_train_config.yaml"
+DONE_NAME = "glmtune_run_done.json"  # written after the final weights: the run finished
 # keys that change how long, how often or where a run logs/saves, never what a step computes
 NEUTRAL_KEYS = frozenset({
     "output_dir", "resume", "overwrite_output_dir", "max_steps", "num_epochs", "logging_steps", "save_steps",
     "save_total_limit", "eval_steps", "eval_before", "report_to", "sample_prompts", "max_new_tokens",
-    "num_proc", "eval_batch_size", "eval_data", "val_size", "predict_eval", "deepspeed",
+    "num_proc", "eval_batch_size", "predict_eval", "deepspeed",
 })  # fmt: skip
 # what a run writes into output_dir (and so what starting over may remove)
 RUN_FILES = re.compile(
@@ -79,6 +80,24 @@ def read_previous(out: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _inputs(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for key in ("model", "adapter", "data", "eval_data", "deepspeed"):
+        value = settings.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item and not item.startswith("builtin:"):
+                found.append((key, item))
+    return found
+
+
+def _within(path: str, folder: Path) -> bool:
+    try:
+        Path(path).expanduser().resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def _foreign(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if not RUN_FILES.match(p.name))
 
@@ -89,15 +108,25 @@ def _remove_run_files(out: Path) -> None:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
-def finished(checkpoint: Path, max_steps: int | None) -> int | None:
-    """The step a checkpoint ends its run at, when it is the run's last one (else None)."""
+def finished(out: Path, checkpoint: Path, max_steps: int | None, num_epochs: float) -> int | None:
+    """The step the run in ``out`` finished at, when ``checkpoint`` is its end and this config asks for
+    no more (more max_steps or epochs continue it); None otherwise, e.g. for a run killed before its
+    final weights were written."""
+    if not (out / DONE_NAME).is_file():
+        return None
     try:
         state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     step, planned = int(state.get("global_step", 0)), int(state.get("max_steps", 0) or 0)
+    if max_steps is None and float(state.get("num_train_epochs") or 0) < num_epochs:
+        return None
     target = max_steps if max_steps is not None else planned
     return step if target and step >= target else None
+
+
+def mark_done(out: Path, step: int) -> None:
+    (out / DONE_NAME).write_text(json.dumps({"global_step": step}) + "\n", encoding="utf-8")
 
 
 def claim(out: Path, settings: dict[str, Any], resume: str | None, overwrite: bool, act: bool = True) -> None:
@@ -113,6 +142,13 @@ def claim(out: Path, settings: dict[str, Any], resume: str | None, overwrite: bo
     if not any(out.iterdir()):
         return
     if overwrite:
+        if resume:
+            raise ConfigError("resume and overwrite_output_dir=true contradict each other: the first continues the "
+                              f"run in {out}, the second deletes it; drop one")
+        inside = [f"{key}={value}" for key, value in _inputs(settings) if _within(value, out)]
+        if inside:
+            raise ConfigError(f"overwrite_output_dir: {out} holds this run's own inputs ({', '.join(inside)}); "
+                              "they would be deleted before they are read: choose another output_dir")
         if not act:
             return
         log.info("overwrite_output_dir: replacing the contents of %s", out)
@@ -134,6 +170,9 @@ def claim(out: Path, settings: dict[str, Any], resume: str | None, overwrite: bo
             f"output_dir: {out} holds another run whose settings differ ({'; '.join(changed[:6])}); "
             f"cannot {what}. Choose another output_dir, or pass overwrite_output_dir=true to replace that run"
         )
+    if resume is None and not (out / DONE_NAME).is_file() and any(out.glob("checkpoint-*")):
+        raise ConfigError(f"output_dir: {out} holds an unfinished run with these settings and checkpoints; pass "
+                          "resume=auto to continue it, or overwrite_output_dir=true to start over")
     if resume is None:
         foreign = _foreign(out)
         if foreign:

@@ -212,8 +212,8 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
     settings = to_dict(cfg)
     outdir.claim(out, settings, cfg.resume, cfg.overwrite_output_dir, act=False)  # every rank: same verdict
     resume = resolve_resume(cfg.resume, out)
-    done = outdir.finished(Path(resume), cfg.max_steps) if resume else None
-    if done is not None and (out / CONFIG_NAME).is_file() and (out / LOG_NAME).is_file():
+    done = outdir.finished(out, Path(resume), cfg.max_steps, cfg.num_epochs) if resume else None
+    if done is not None:
         print(f"{out}: this run already finished at step {done}; nothing to train "
               "(raise max_steps to train further)")  # fmt: skip
         return RunResult(output_dir=out, global_step=done, train_loss=None)
@@ -227,6 +227,7 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
             clean_staging(out)
             if resume is None and (out / LOG_NAME).exists():
                 (out / LOG_NAME).unlink()  # a fresh run starts a fresh log
+            (out / outdir.DONE_NAME).unlink(missing_ok=True)  # this run is not finished until its weights are
             _write_config(out, cfg)  # first: the folder is recognisably this run's, even if it stops early
         set_seed(cfg.seed)
         tokenizer, family = load_tokenizer_and_family(cfg)
@@ -253,6 +254,8 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
     output = trainer.train(resume_from_checkpoint=resume)
     result.global_step, result.train_loss = output.global_step, output.training_loss
     save_outputs(cfg, trainer, method, tokenizer)
+    if state.is_main_process:
+        outdir.mark_done(out, result.global_step)
     if eval_ds is not None:
         result.eval_after = trainer.evaluate()["eval_loss"]
     if state.is_main_process:
