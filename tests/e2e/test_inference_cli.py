@@ -92,6 +92,9 @@ def test_predict_is_resumable_and_eval_scores_it(setup, data, tmp_path, capsys):
     assert "6 rows, 4 already in" in capsys.readouterr().err
     rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(6)] and [r["prediction"] for r in rows] == want
+    capsys.readouterr()
+    assert cli([*base, "--max-new-tokens", "5"]) == 2  # other settings: their answers are not mixed in
+    assert "holds predictions made by" in capsys.readouterr().err
     report = tmp_path / "report.json"
     assert cli(["eval", str(out), "-o", str(report)]) == 0
     scored = json.loads(report.read_text())

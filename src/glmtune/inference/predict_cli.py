@@ -59,8 +59,9 @@ def read_rows(path: Path, on_error: str, skipped: Counter[str]) -> list[dict[str
     return rows
 
 
-def done_ids(path: Path, overwrite: bool) -> set[Any]:
-    """Ids already in an earlier run's output (a torn last line is dropped); refuses foreign files."""
+def done_ids(path: Path, overwrite: bool, made_by: dict[str, Any] | None = None) -> set[Any]:
+    """Ids already in an earlier run's output (a torn last line is dropped); refuses foreign files and
+    rows another model, adapter or generation setting made (their answers would be mixed with these)."""
     if not path.exists() or overwrite:
         return set()
     ids, good = set(), 0
@@ -73,6 +74,9 @@ def done_ids(path: Path, overwrite: bool) -> set[Any]:
             if not isinstance(row, dict) or not {"id", "prediction"} <= set(row):
                 raise DataError(f"{path} exists and is not a glmtune predict output; choose another -o, or pass "
                                 "--overwrite to replace it")  # fmt: skip
+            if made_by is not None and row.get("generated_by") != made_by:
+                raise DataError(f"{path} holds predictions made by {row.get('generated_by')}, not by this command's "
+                                f"{made_by}; choose another -o, or pass --overwrite to start over")  # fmt: skip
             ids.add(json.dumps(row["id"]))
             good += len(raw)
     if good != path.stat().st_size:
@@ -102,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_rows(data, args.on_error, skipped)
     if args.max_samples is not None:
         rows = rows[: args.max_samples]
-    seen = done_ids(out, args.overwrite)
+    from dataclasses import asdict
+
+    made_by = {"model": args.model, "adapter": args.adapter, "template": args.template, "settings": asdict(settings)}
+    seen = done_ids(out, args.overwrite, made_by)
     if args.overwrite and out.exists():
         out.unlink()
     todo = [r for r in rows if json.dumps(r["id"]) not in seen]
@@ -126,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         for row, c in zip(batch, completions):
             tokens += c.completion_tokens
             lines.append({**row, "prediction": c.text, "tool_calls": c.tool_calls, "finish_reason": c.finish_reason,
-                          "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens})  # fmt: skip
+                          "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                          "generated_by": made_by})  # fmt: skip
         append_lines(out, lines)
         bar.update(len(batch))
         bar.set_postfix(tokens_per_s=f"{tokens / max(time.perf_counter() - start, 1e-9):.1f}")
