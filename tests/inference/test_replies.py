@@ -32,19 +32,23 @@ def test_explanation_split():
     assert plain(" EXPLAIN: a CONCLUSION: b").conclusion == "b"
 
 
-def test_streaming_never_splits_a_character_and_holds_what_may_change(reference):
+def stream_token_by_token(reference, text: str, template: str) -> list[str]:
+    """The deltas IncrementalText hands out when ``text``'s ids arrive one at a time (real ChatGLM2 tokenizer)."""
     import glmtune
     from glmtune.data.templates import resolve_template
 
     tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
-    ids = tok.encode("😀好,吗", add_special_tokens=False)  # the emoji is several byte pieces
-    engine = SimpleNamespace(tokenizer=tok, template=resolve_template(tok, "chatglm"), stop_ids=[2])
-    text = IncrementalText(engine, [], SimpleNamespace(stop=[]))
+    engine = SimpleNamespace(tokenizer=tok, template=resolve_template(tok, template), stop_ids=[2])
+    incremental = IncrementalText(engine, [], SimpleNamespace(stop=[]))
     deltas = []
-    for token in ids:
-        text.add([token])
-        deltas.append(text.flush())
-    deltas.append(text.flush(final=True))
+    for token in tok.encode(text, add_special_tokens=False):
+        incremental.add([token])
+        deltas.append(incremental.flush())
+    return [*deltas, incremental.flush(final=True)]
+
+
+def test_streaming_never_splits_a_character_and_holds_what_may_change(reference):
+    deltas = stream_token_by_token(reference, "😀好,吗", "chatglm")  # the emoji is several byte pieces
     assert all("\ufffd" not in d for d in deltas)
     # v1's rules turn "好," into "好，" only once the comma is followed by text: it is never sent early
     assert "".join(deltas) == "😀好，吗" and "," not in "".join(deltas)
@@ -58,16 +62,5 @@ def test_tool_call_arguments_must_be_json():
 
 
 def test_streaming_holds_back_the_start_of_the_training_date_placeholder(reference):
-    import glmtune
-    from glmtune.data.templates import resolve_template
-
-    tok = glmtune.load_tokenizer(reference / "checkpoints" / "chatglm2-mini")
-    ids = tok.encode("我的训练时间是[[训练时间]]左右。", add_special_tokens=False)
-    engine = SimpleNamespace(tokenizer=tok, template=resolve_template(tok, "chatglm2"), stop_ids=[2])
-    text = IncrementalText(engine, [], SimpleNamespace(stop=[]))
-    deltas = []
-    for token in ids:
-        text.add([token])
-        deltas.append(text.flush())
-    deltas.append(text.flush(final=True))
+    deltas = stream_token_by_token(reference, "我的训练时间是[[训练时间]]左右。", "chatglm2")
     assert "".join(deltas) == "我的训练时间是2023年左右。" and "[" not in "".join(deltas)
