@@ -16,23 +16,15 @@ from glmtune.models.loading import detect_family, load_tokenizer
 __all__ = ["detect_family", "load_model", "load_tokenizer"]
 
 
-def load_model(
-    path: str | Path,
-    family: str | None = None,
-    dtype: Any = None,
-    device_map: Any = None,
-    quantization: str | None = None,
-    adapter: str | Path | None = None,
-    **kwargs: Any,
-) -> Any:
-    """A ``transformers.PreTrainedModel`` (with ``generate``) for checkpoint folder ``path``.
+def load_model(path: str | Path, family: str | None = None, adapter: str | Path | None = None, **kwargs: Any) -> Any:
+    """A ``transformers.PreTrainedModel`` (with ``generate``) for checkpoint folder ``path``, with
+    ``adapter`` (a glmtune/peft LoRA folder or an official ChatGLM P-Tuning folder) attached.
 
-    ``family`` overrides detection (chatglm, chatglm2, chatglm3, glm4, hf).
-    ``quantization`` is None, "4bit" (NF4, double quantisation) or "8bit" (bitsandbytes).
-    ``adapter`` is a glmtune/peft LoRA folder or an official ChatGLM P-Tuning folder.
+    ``family`` overrides detection (chatglm, chatglm2, chatglm3, glm4, hf). Every other keyword goes to
+    :func:`glmtune.models.loading.load_model`: ``dtype``, ``device_map``, ``quantization`` (None,
+    "4bit" NF4 + double quantisation, "8bit"), ``rope_scaling``, ``attn_implementation``.
     """
-    model = loading.load_model(path, family=family, dtype=dtype, device_map=device_map,
-                               quantization=quantization, **kwargs)
+    model = loading.load_model(path, family=family, **kwargs)
     if adapter is not None:
         from glmtune.methods.adapters import attach_adapter  # glmtune.methods only when an adapter is given
 
