@@ -40,7 +40,7 @@ def merged_model(base: Path, adapter: Path, dtype: str | None, family: str | Non
                            "--adapter NAME=PATH, glmtune chat --adapter) or train a LoRA adapter to export merged")
     dtype = dtype or _stored_dtype(base)
     model = load_model(base, adapter=adapter, dtype=dtype, family=family)
-    note = f"merged LoRA {adapter} into {base} in {dtype}"
+    note = f"merged LoRA {adapter} into a copy of {base}'s weights in {dtype} (the base folder is unchanged)"
     if read_adapter_info(adapter).get("method") == "qlora":
         note += " (a QLoRA adapter: merged onto the base de-quantised, i.e. loaded unquantised, in that dtype)"
     return merge_adapter(model), note
@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_adapter(src)
     writer = export_hf if args.to == "hf" else export_chatglm
     model = None
-    if args.adapter:
+    if args.adapter:  # refuse a foreign output folder before minutes of loading and merging
+        from glmtune.utils.io import claim_output
+
+        claim_output(out, f"export-{args.to}", args.overwrite)
         model, note = merged_model(src, Path(args.adapter), args.dtype, args.family)
         print(note)
     writer(src, out, shard_size=args.shard_size.strip(), dtype=args.dtype, family=args.family,

@@ -71,6 +71,10 @@ def create_app(served: Any, api_key: str | None = None, max_concurrent: int = 8,
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            where = first.get("loc", [None, "?"])[-1]
+            error = ApiError(400, f"malformed JSON body (at character {where}): {first.get('ctx', {}).get('error', '')}")
+            return JSONResponse(error.body(), status_code=400)
         param = ".".join(str(p) for p in first.get("loc", [])[1:]) or None
         return JSONResponse(ApiError(400, f"{param or 'body'}: {first.get('msg', 'invalid request')}",
                                      param=param).body(), status_code=400)  # fmt: skip
