@@ -1,6 +1,7 @@
-"""Streamed 4/8-bit loading: bit-identical to transformers' own bitsandbytes load of the same weights
-(``from_pretrained(None, state_dict=..., quantization_config=...)``, glmtune's former path), and
-the float weights pass through one at a time instead of as a whole mapped state dict."""
+"""4/8-bit loading (``from_pretrained`` of the THUDM folder with ``quantization_config``): bit-identical
+to transformers' bitsandbytes load of the same weights handed over as one state dict
+(``from_pretrained(None, state_dict=..., quantization_config=...)``), and the float weights pass
+through one at a time instead of as a whole mapped state dict."""
 
 from __future__ import annotations
 
@@ -69,27 +70,27 @@ def test_chatglm_v1_matches_transformers_quantization(tmp_path, quantization, dt
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
 def test_float_weights_stream_through_one_at_a_time(tmp_path, monkeypatch, quantization):
     """At most the unquantised weights (embedding, output layer, norms) plus about one tensor are alive:
-    the former path held every mapped float weight at once (the whole model in the load dtype)."""
-    import glmtune.models.checkpoint_io as cio
+    a whole mapped state dict would hold every float weight at once (the whole model in the load dtype).
+    Counted where transformers' loader materialises each checkpoint tensor in the load dtype."""
+    from transformers import core_model_loading as cml
 
     folder = write_thudm(tmp_path / "ckpt", {"hidden_size": 256, "ffn_hidden_size": 512, "kv_channels": 64,
                                               "num_layers": 6, "padded_vocab_size": 256})
     alive, stats = [0], {"peak": 0, "total": 0, "largest": 0}
-    real = cio.iter_checkpoint_tensors
+    real = cml._materialize_copy
 
     def counted(*args, **kwargs):
-        for key, tensor in real(*args, **kwargs):
-            if tensor.is_floating_point():
-                size = tensor.numel() * tensor.element_size()
-                alive[0] += size
-                stats["total"] += size
-                stats["largest"] = max(stats["largest"], size)
-                stats["peak"] = max(stats["peak"], alive[0])
-                weakref.finalize(tensor, lambda s=size: alive.__setitem__(0, alive[0] - s))
-            yield key, tensor
-            del tensor
+        tensor = real(*args, **kwargs)
+        if tensor.is_floating_point():
+            size = tensor.numel() * tensor.element_size()
+            alive[0] += size
+            stats["total"] += size
+            stats["largest"] = max(stats["largest"], size)
+            stats["peak"] = max(stats["peak"], alive[0])
+            weakref.finalize(tensor, lambda s=size: alive.__setitem__(0, alive[0] - s))
+        return tensor
 
-    monkeypatch.setattr(cio, "iter_checkpoint_tensors", counted)
+    monkeypatch.setattr(cml, "_materialize_copy", counted)
     model = glmtune.load_model(folder, quantization=quantization)
     kept = sum(p.numel() * p.element_size() for p in model.parameters() if type(p) is torch.nn.Parameter)
     assert stats["total"] > 10_000_000  # float32 copies of a ~3.5M-parameter checkpoint

@@ -1,9 +1,9 @@
-"""Reading checkpoint weights: single or sharded ``.bin`` / ``.safetensors`` folders.
+"""Reading checkpoint weights outside ``from_pretrained``: single or sharded ``.bin`` / ``.safetensors``.
 
-Tensors are yielded one at a time, shard by shard, so a caller can convert and place each one
-before the next shard is read: a 6B fp16 checkpoint never needs a full float32 copy in memory.
-``.bin`` files are read with ``torch.load(weights_only=True)`` (no arbitrary unpickling) and
-memory-mapped where possible. Family-agnostic: the v1 and v2/v3 loaders both use it.
+Models themselves are loaded by transformers (``from_pretrained``); this reads what it does not:
+P-Tuning prefixes, shapes for ``glmtune info`` and adapter detection, and checks a folder's shards
+exist before a load. Tensors are yielded one at a time, shard by shard; ``.bin`` files are read with
+``torch.load(weights_only=True)`` (no arbitrary unpickling) and memory-mapped where possible.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ def checkpoint_files(folder: str | Path) -> list[Path]:
     raise GlmtuneError(
         f"no weights in {folder}: expected {SAFE_SINGLE}, {BIN_SINGLE} or a sharded index (found {found})"
     )
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a non-tensor or broken weight file raises (torch refuses pickled objects)."""
+    import pickle
+
+    return (pickle.UnpicklingError, EOFError)
 
 
 def _load_bin(path: Path) -> dict[str, Any]:

@@ -1,16 +1,15 @@
 """Load a THUDM ChatGLM-6B (v1) folder, or one saved by glmtune, as ``ChatGLMV1ForCausalLM``.
 
-The model is built on the meta device and filled tensor by tensor, shard by shard, in the target
-dtype (a 6B fp16 checkpoint never needs a float32 copy). Tied ``lm_head.weight`` is taken from the
-embedding whatever shard holds it; ``rotary_emb.inv_freq`` buffers are ignored (recomputed).
-Quantised loads ("4bit"/"8bit") stream too, each weight quantised as it arrives
-(``quantization.load_quantized``), the LM head left unquantised; only multi-device plans hand
-transformers the whole read state dict.
+The load is ``ChatGLMV1ForCausalLM.from_pretrained(folder, config=<our config>)``: the parameter
+names are THUDM's, so transformers reads the checkpoint as is (shards, safetensors, meta-device
+init, dtype, ``device_map``, bitsandbytes ``quantization_config``, ZeRO-3); the ``rotary_emb.inv_freq``
+buffers THUDM files carry are ignored (recomputed). The tied ``lm_head.weight`` THUDM files also store
+is read like any weight and replaced by the embedding when transformers ties them at the end of the
+load (a name-level mapping cannot skip it: transformers loads a key the model has whatever it maps to).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from glmtune.models.chatglm_v1.modeling import ChatGLMV1ForCausalLM
 from glmtune.models.families import read_folder_configs
 
 PREFIX_PARAMS = "transformer.prefix_encoder."
+PASSTHROUGH = ("low_cpu_mem_usage", "max_memory", "offload_folder", "offload_buffers")
 
 
 def load_model(
@@ -46,6 +46,7 @@ def load_model(
 
     if kwargs.pop("trust_remote_code", False):
         raise GlmtuneError("trust_remote_code is never used by glmtune")
+    extra = {k: kwargs.pop(k) for k in PASSTHROUGH if k in kwargs}
     if kwargs:
         raise GlmtuneError(f"unsupported load_model option(s) for ChatGLM-6B: {', '.join(sorted(kwargs))}")
     folder = Path(path)
@@ -57,98 +58,55 @@ def load_model(
                                prefix_projection=prefix_projection)
     config.dtype = dtype_t
     config._attn_implementation = attn_implementation or "sdpa"
-    if quantization:
-        model = _load_quantized(folder, config, dtype_t, device_map, quantization)
-    else:
-        model = _load_streamed(folder, config, dtype_t, device_map)
+    model = _from_pretrained(folder, config, dtype_t, device_map, quantization, extra)
     model.generation_config.pad_token_id = config.pad_token_id
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.bos_token_id = config.bos_token_id
     return model.eval()
 
 
-def _tensors(folder: Path, config: ChatGLMV1Config, dtype: Any) -> Iterator[tuple[str, torch.Tensor]]:
-    from glmtune.models.checkpoint_io import iter_checkpoint_tensors
+def _from_pretrained(folder: Path, config: ChatGLMV1Config, dtype: Any, device_map: Any,
+                     quantization: str | None, extra: dict[str, Any]) -> ChatGLMV1ForCausalLM:
+    from glmtune.models.checkpoint_io import checkpoint_files, read_errors
+    from glmtune.models.quantization import bnb_config, fix_cpu_4bit
 
-    def skip(key: str) -> bool:  # dropped before the read/cast: a tied 6B lm_head is 1-2 GB
-        return key.endswith("rotary_emb.inv_freq") or (key == "lm_head.weight" and config.tie_word_embeddings)
+    checkpoint_files(folder)  # no weights / a shard the index names is gone: say so before transformers does
+    qconf = bnb_config(quantization, dtype)
+    if qconf is not None:
+        from glmtune.models.checkpoint_io import checkpoint_shapes
 
-    for key, tensor in iter_checkpoint_tensors(folder, dtype, skip):
-        if key.startswith(PREFIX_PARAMS) and not config.pre_seq_len:
-            raise GlmtuneError(f"{folder} holds {key} but its config has no pre_seq_len")
-        yield key, tensor
-
-
-def _load_streamed(folder: Path, config: ChatGLMV1Config, dtype: Any, device_map: Any) -> ChatGLMV1ForCausalLM:
-    device = _single_device(device_map)
-    if device is None:
-        raise GlmtuneError(f"device_map={device_map!r}: ChatGLM-6B loads onto one device ('cpu', 'cuda:0', ...)")
-    with torch.device("meta"):
-        model = ChatGLMV1ForCausalLM(config)
-    expected = dict(model.named_parameters())
-    seen: set[str] = set()
-    for key, tensor in _tensors(folder, config, dtype):
-        if key not in expected:
-            raise GlmtuneError(f"{folder}: checkpoint weight {key} has no place in ChatGLM-6B")
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise GlmtuneError(f"{key}: checkpoint shape {tuple(tensor.shape)} != model {tuple(expected[key].shape)}")
-        model.load_state_dict({key: tensor.to(device=device, dtype=dtype)}, strict=False, assign=True)
-        seen.add(key)
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.transformer.word_embeddings.weight
-        seen.add("lm_head.weight")
-    missing = sorted(k for k in set(expected) - seen if not k.startswith(PREFIX_PARAMS))
+        _check_prefix(config, checkpoint_shapes(folder))  # headers only: refuse before reading any weight
+        extra["quantization_config"] = qconf
+        device_map = device_map if device_map is not None else "cpu"
+    try:
+        model, info = ChatGLMV1ForCausalLM.from_pretrained(
+            str(folder), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **extra)
+    except RuntimeError as exc:  # shape mismatches
+        raise GlmtuneError(f"{folder}: the checkpoint does not fit its config.json: {exc}") from None
+    except read_errors():
+        raise GlmtuneError(f"cannot read {folder} as a plain tensor checkpoint: a weight file holds "
+                           "something else (pickled objects are never unpickled)") from None
+    unknown = sorted(info["unexpected_keys"])
+    if any(k.startswith(PREFIX_PARAMS) for k in unknown):
+        raise GlmtuneError(f"{folder} holds {PREFIX_PARAMS}* weights but its config has no pre_seq_len")
+    if unknown:
+        raise GlmtuneError(f"{folder}: checkpoint weight {unknown[0]} has no place in ChatGLM-6B")
+    missing = sorted(info["missing_keys"])
+    prefix_missing = [k for k in missing if k.startswith(PREFIX_PARAMS)]
+    missing = [k for k in missing if not k.startswith(PREFIX_PARAMS)]
     if missing:
         raise GlmtuneError(f"{folder}: the checkpoint lacks {len(missing)} weight(s), e.g. {missing[:3]}")
-    encoder = model.transformer.prefix_encoder
-    if encoder is not None and any(p.is_meta for p in encoder.parameters()):
-        fresh_prefix(encoder, device, dtype)
-    return model
+    if prefix_missing:
+        fresh_prefix(model.transformer.prefix_encoder)
+    return fix_cpu_4bit(model)
 
 
-def _single_device(device_map: Any) -> torch.device | None:
-    """The one device ``device_map`` names (None -> CPU); None for multi-device plans (unsupported here)."""
-    if device_map is None:
-        return torch.device("cpu")
-    if device_map == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if isinstance(device_map, (int, torch.device)) or isinstance(device_map, str):
-        return torch.device(device_map)
-    if isinstance(device_map, dict) and set(device_map) == {""}:
-        return torch.device(device_map[""])
-    return None
-
-
-def fresh_prefix(encoder: nn.Module, device: Any, dtype: Any) -> None:
-    """Materialise and initialise a prefix encoder the checkpoint does not hold (nn defaults: N(0,1) table)."""
-    encoder.to_empty(device=device)
+def fresh_prefix(encoder: nn.Module) -> None:
+    """Initialise a prefix encoder the checkpoint does not hold as THUDM's does (nn defaults: N(0,1) table)."""
     with torch.no_grad():
         for module in encoder.modules():
             if isinstance(module, (nn.Embedding, nn.Linear)):
                 module.reset_parameters()
-    encoder.to(dtype=dtype)
-
-
-def _load_quantized(folder: Path, config: ChatGLMV1Config, dtype: Any, device_map: Any,
-                    quantization: str) -> ChatGLMV1ForCausalLM:
-    from glmtune.models.checkpoint_io import checkpoint_shapes
-    from glmtune.models.quantization import load_quantized, load_quantized_dispatched
-
-    _check_prefix(config, checkpoint_shapes(folder))  # headers only: refuse before reading any weight
-    device = _single_device(device_map)
-    if device is None:
-        state = dict(_tensors(folder, config, dtype))
-        return load_quantized_dispatched(ChatGLMV1ForCausalLM, config, state.items(), quantization, dtype, device_map)
-    with torch.device("meta"):
-        model = ChatGLMV1ForCausalLM(config)
-    seen = load_quantized(model, _tensors(folder, config, dtype), quantization, dtype, device)
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.transformer.word_embeddings.weight
-        seen.add("lm_head.weight")
-    missing = sorted(set(dict(model.named_parameters())) - seen)
-    if missing:
-        raise GlmtuneError(f"{folder}: the checkpoint lacks {len(missing)} weight(s), e.g. {missing[:3]}")
-    return model
 
 
 def _check_prefix(config: ChatGLMV1Config, keys: Any) -> None:

@@ -1,5 +1,9 @@
 """THUDM ChatGLM2/3 weight names <-> transformers Glm weight names, one tensor at a time.
 
+Loading does not use this module: ``GlmForCausalLM.from_pretrained`` applies the same mapping as a
+transformers conversion mapping (``glm_mapping.conversion``). Here: ``to_glm`` for ``glmtune info``
+(shapes from checkpoint headers) and ``to_chatglm`` for ``export --to chatglm``.
+
 The only non-renames: the fused ``query_key_value`` (rows ``[q heads | k groups | v groups]``) is
 split into q/k/v, and back. ``dense_h_to_4h`` already stores ``[gate | up]`` rows in the order
 ``GlmMLP`` chunks them, so it is ``gate_up_proj`` as is. The ``rotary_pos_emb.inv_freq`` buffer of
