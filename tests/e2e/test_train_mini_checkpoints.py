@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 import glmtune
 from glmtune.cli import main as cli
@@ -55,6 +56,12 @@ def test_train_then_reload_adapter(reference, tmp_path, name, method, extra, sav
 
     tok = glmtune.load_tokenizer(out)
     ids = torch.tensor([glmtune.build_chat_input(tok, [{"role": "user", "content": "3 加 3 等于几？"}])])
+    plain = AutoTokenizer.from_pretrained(out)  # the fast tokenizer + chat template written with the output
+    chat = plain.apply_chat_template([{"role": "user", "content": "3 加 3 等于几？"}], add_generation_prompt=True,
+                                     tokenize=True, return_dict=True)["input_ids"]
+    assert chat == ids[0].tolist() and type(tok).__name__.startswith("ChatGLM")
+    stops = json.loads((out / "generation_config.json").read_text())["eos_token_id"]
+    assert stops == {"chatglm-mini": 130005, "chatglm2-mini": 2, "chatglm3-mini": [2, 64795, 64797]}[name]
     tuned = glmtune.load_model(out) if method == "freeze" else glmtune.load_model(base_dir, adapter=out)
     with torch.no_grad():
         a, b = base(input_ids=ids).logits, tuned(input_ids=ids).logits

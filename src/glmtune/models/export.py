@@ -6,7 +6,9 @@
                  ChatGLM2/3 prompt format for it.
 ``--to chatglm`` the original THUDM layout (fused ``query_key_value``, ``transformer.*`` names,
                  ``rotary_pos_emb.inv_freq`` re-added, THUDM ``config.json``), for tools expecting it.
-Both are written atomically (temp folder, then rename).
+Both are written atomically (temp folder, then rename), and both carry a fast ``tokenizer.json`` with
+the official chat template and every stop id in generation_config.json (``fast_export``), so plain
+``AutoTokenizer`` + ``apply_chat_template`` + ``generate`` reproduce glmtune's chat.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def _load(path: Path, dtype: Any, family: str | None = None) -> tuple[Any, str]:
     return load_model(path, dtype=dtype or _stored_dtype(path), family=family), family
 
 
+def _family_of(model: Any) -> str | None:
+    from glmtune.models.families import model_family
+
+    return model_family(model)
+
+
 def _stored_dtype(path: Path) -> str:
     from glmtune.models.families import read_folder_configs
 
@@ -53,13 +61,25 @@ def _stored_dtype(path: Path) -> str:
     return str(config.get("torch_dtype") or config.get("dtype") or "float32")
 
 
-def _write_tokenizer(src: Path, dst: Path, via_glmtune: bool) -> str:
-    """Tokenizer files for the export; returns a one-line note of what was done."""
+def _write_tokenizer(src: Path, dst: Path, via_glmtune: bool, family: str | None = None) -> str:
+    """Tokenizer files for the export, plus the fast tokenizer (``tokenizer.json``, chat template) and the
+    family's stop ids in generation_config.json that plain transformers needs; returns a one-line note."""
+    from glmtune.models.tokenization.fast_export import write_fast_files
+
+    note = _copy_tokenizer(src, dst, via_glmtune, family)
+    return note if note == NO_TOKENIZER else note + write_fast_files(dst, family)
+
+
+NO_TOKENIZER = "no tokenizer files to write"
+
+
+def _copy_tokenizer(src: Path, dst: Path, via_glmtune: bool, family: str | None) -> str:
+    """glmtune's own tokenizer files (re-saved, else copied) for the export."""
     if via_glmtune and any((src / n).is_file() for n in ("tokenizer.model", "tokenizer_config.json")):
         from glmtune.models.loading import load_tokenizer
 
         try:
-            load_tokenizer(src).save_pretrained(str(dst))
+            load_tokenizer(src, family=family).save_pretrained(str(dst))
             return "tokenizer saved"
         except (GlmtuneError, ImportError, OSError, ValueError) as exc:
             note = f"tokenizer not re-saved ({exc}); copied its files"
@@ -68,7 +88,7 @@ def _write_tokenizer(src: Path, dst: Path, via_glmtune: bool) -> str:
     copied = [n for n in TOKENIZER_FILES if (src / n).is_file()]
     for name in copied:
         shutil.copy2(src / name, dst / name)
-    return note if copied else "no tokenizer files to write"
+    return note if copied else NO_TOKENIZER
 
 
 def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
@@ -81,12 +101,12 @@ def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", 
     src = Path(model_path)
     claim_output(out, "export-hf", overwrite)
     if model is None:
-        model, _ = _load(src, dtype, family)
+        model, family = _load(src, dtype, family)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; plain GlmForCausalLM cannot hold it")
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), max_shard_size=shard_size)
-        _write_tokenizer(src, tmp, via_glmtune=True)
+        _write_tokenizer(src, tmp, via_glmtune=True, family=family or _family_of(model))
         write_marker(tmp, "export-hf")
     return Path(out)
 
@@ -104,7 +124,8 @@ def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2
     src = Path(model_path)
     claim_output(out, "export-chatglm", overwrite)
     if model is None:
-        model, _ = _load(src, dtype, family)
+        model, family = _load(src, dtype, family)
+    family = family or _family_of(model)
     if getattr(model, "prefix_encoder", None) is not None:
         raise GlmtuneError("this checkpoint carries a P-Tuning prefix; save it with save_ptuning instead")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -124,6 +145,6 @@ def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
         gen = {"eos_token_id": cfg.get("eos_token_id", 2), "pad_token_id": cfg.get("pad_token_id", 0)}
         (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
-        _write_tokenizer(src, tmp, via_glmtune=False)
+        _write_tokenizer(src, tmp, via_glmtune=False, family=family)
         write_marker(tmp, "export-chatglm")
     return Path(out)
