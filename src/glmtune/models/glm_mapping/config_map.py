@@ -12,6 +12,8 @@ The chatglm2 family therefore maps ``rope_ratio`` to ``rope_type: linear`` and c
 (as does a THUDM-layout GLM-4 config, recognised by its ``_name_or_path``).
 A user ``rope_scaling={"type": "linear"|"dynamic", "factor": F}`` is applied on top: linear factors
 multiply, and dynamic NTK is refused on top of ChatGLM2's own linear ``rope_ratio``.
+vLLM's ChatGLM model reads ``rope_ratio`` as the base factor whatever the family (and takes the head
+size as hidden_size / heads), so serve a ChatGLM2-32k export ``--to hf`` (``rope_type: linear``) there.
 """
 
 from __future__ import annotations
@@ -146,14 +148,48 @@ def source_record(glm_config: Any) -> dict[str, Any] | None:
 
 
 def to_chatglm_config(glm_config: Any, dtype_name: str | None = None) -> dict[str, Any]:
-    """The THUDM ``config.json`` dict for a mapped Glm config (for ``export --to chatglm``)."""
+    """The THUDM ``config.json`` dict for a mapped Glm config (for ``export --to chatglm``).
+
+    Serving engines read this file without THUDM's code (vLLM: its own ``ChatGLMConfig``, whose
+    defaults differ from the checkpoint's, e.g. ``add_qkv_bias=False``, ``tie_word_embeddings=True``),
+    so every architecture field is written explicitly from what glmtune computed with, and
+    ``auto_map`` is dropped: the folder holds no code files for it to point at. ``rope_ratio`` is
+    kept as the source had it (vLLM reads it as ChatGLM3's base factor, see the module docstring).
+    """
     record = source_record(glm_config)
     if record is None or not isinstance(record.get("source_config"), dict):
         raise GlmtuneError("this model was not mapped from a ChatGLM2/3 checkpoint: no THUDM config to write back")
     cfg = copy.deepcopy(record["source_config"])
+    cfg.pop("auto_map", None)
     if cfg.get("pre_seq_len"):
         cfg["pre_seq_len"] = None  # the base weights carry no prefix; P-Tuning folders are written apart
+    heads, kv_heads = int(glm_config.num_attention_heads), int(glm_config.num_key_value_heads)
+    cfg.update(
+        model_type="chatglm",
+        architectures=["ChatGLMModel"],
+        num_layers=int(glm_config.num_hidden_layers),
+        hidden_size=int(glm_config.hidden_size),
+        ffn_hidden_size=int(glm_config.intermediate_size),
+        num_attention_heads=heads,
+        kv_channels=int(glm_config.head_dim),
+        multi_query_attention=bool(cfg.get("multi_query_attention")) or kv_heads != heads,
+        multi_query_group_num=kv_heads,
+        padded_vocab_size=int(glm_config.vocab_size),
+        seq_length=int(glm_config.max_position_embeddings),
+        layernorm_epsilon=float(glm_config.rms_norm_eps),
+        add_qkv_bias=bool(glm_config.attention_bias),
+        tie_word_embeddings=False,
+        **_REQUIRED,
+    )
+    cfg.setdefault("fp32_residual_connection", False)
+    cfg.setdefault("hidden_dropout", 0.0)
+    cfg.setdefault("attention_dropout", float(getattr(glm_config, "attention_dropout", 0.0) or 0.0))
+    cfg.setdefault("quantization_bit", 0)
+    if "vocab_size" in cfg:
+        cfg["vocab_size"] = cfg["padded_vocab_size"]
+    for key in ("eos_token_id", "pad_token_id"):
+        if cfg.get(key) is None and getattr(glm_config, key, None) is not None:
+            cfg[key] = getattr(glm_config, key)
     if dtype_name:
         cfg["torch_dtype"] = dtype_name
     return cfg
-
