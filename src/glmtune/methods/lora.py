@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from glmtune.errors import ConfigError, GlmtuneError
 from glmtune.methods.base import (
-    METHODS,
     TuningMethod,
     enable_gradient_checkpointing,
     freeze_all,
     method_output,
+    register_method,
     remember,
     upcast_fp16_params,
 )
 from glmtune.methods.targets import resolve_targets
+from glmtune.methods.thudm_lora import peft_folder
 from glmtune.models.adapter_files import read_adapter_info, read_lora_config
 from glmtune.models.families import model_family
 
@@ -58,7 +62,8 @@ def wrap_with_lora(model: Any, cfg: Any) -> Any:
     freeze_all(model)
     adapter = getattr(cfg, "adapter", None)
     if adapter:
-        found = read_lora_config(adapter)
+        with peft_folder(adapter, model) as folder:  # THUDM-named / bare state dict: mapped to native names
+            found = read_lora_config(folder)
         if not found:
             raise ConfigError(
                 f"adapter: {adapter} holds no LoRA adapter (no adapter_config.json); "
@@ -79,7 +84,17 @@ def wrap_with_lora(model: Any, cfg: Any) -> Any:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return peft.get_peft_model(model, peft_config)
+    with _peft_old_names():
+        return peft.get_peft_model(model, peft_config)
+
+
+@contextmanager
+def _peft_old_names() -> Iterator[None]:
+    """peft (up to 0.21) reads transformers' deprecated ``is_gradient_checkpointing`` itself; that
+    FutureWarning is peft's to fix and says nothing the user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 THUDM_MODULES = ("query_key_value", "dense_h_to_4h", "dense_4h_to_h")
@@ -94,9 +109,13 @@ def adopt_adapter_settings(cfg: Any, adapter: str | Path, found: dict[str, Any])
     if block is None:
         return
     defaults = LoraConfig()
+    if isinstance(found.get("enable_lora"), list):  # peft 0.2 merged layout: the mapped adapter's settings decide
+        return
     for key, saved_key in ADAPTER_KEYS.items():
         if saved_key not in found:
             continue
+        if key == "target_modules" and _thudm_names(found[saved_key]) and not _native_thudm_names(cfg):
+            continue  # THUDM names become native ones once mapped onto the loaded ChatGLM2/3 model
         saved, mine = found[saved_key], getattr(block, key)
         same = sorted(saved) == sorted(mine) if isinstance(saved, list) and isinstance(mine, list) else saved == mine
         if same:
@@ -109,6 +128,17 @@ def adopt_adapter_settings(cfg: Any, adapter: str | Path, found: dict[str, Any])
                               "an adapter keeps its settings: drop the key, or train a new adapter (no adapter=)")
 
 
+def _native_thudm_names(cfg: Any) -> bool:
+    """Whether the run's family keeps THUDM's module names natively (its LoRA targets are THUDM names)."""
+    from glmtune.models.family import FAMILIES
+
+    family = getattr(cfg, "family", None)
+    if not family or family not in FAMILIES:
+        return False
+    targets = FAMILIES.get(family).lora_targets
+    return not isinstance(targets, str) and _thudm_names(list(targets))
+
+
 def check_adapter_family(path: str | Path, family: str | None, model: Any) -> None:
     """An adapter records the family it was trained on; another family's model is refused."""
     info = read_adapter_info(path)
@@ -119,39 +149,46 @@ def check_adapter_family(path: str | Path, family: str | None, model: Any) -> No
                            f"{family}: the two differ in weights and prompt format; use a {trained} base")  # fmt: skip
 
 
+def _thudm_names(targets: Any) -> bool:
+    return isinstance(targets, (list, str)) and any(t in THUDM_MODULES for t in
+                                                    ([targets] if isinstance(targets, str) else targets))
+
+
 def peft_error(path: str | Path, exc: Exception, family: str | None) -> GlmtuneError:
     """peft's error on attaching an adapter, as one line that says why."""
     targets = read_lora_config(path).get("target_modules")
-    thudm = isinstance(targets, (list, str)) and any(t in THUDM_MODULES for t in
-                                                      ([targets] if isinstance(targets, str) else targets))
     why = (f"its target modules {targets} are THUDM's module names, which glmtune's native "
            f"{family or 'ChatGLM2/3'} model does not have (it runs on transformers' Glm modules)"
-           if thudm else f"peft says: {str(exc).splitlines()[0][:300]}")
+           if _thudm_names(targets) else f"peft says: {str(exc).splitlines()[0][:300]}")
     return GlmtuneError(f"adapter {path} cannot be attached to this model: {why}")
 
 
 def load_lora(model: Any, path: str | Path, is_trainable: bool = False, family: str | None = None,
               adapter_name: str = "default") -> Any:
-    """peft's ``PeftModel.from_pretrained``, refusing an adapter made for another family and turning
-    peft's errors (e.g. target modules this model does not have) into one line that says why."""
+    """peft's ``PeftModel.from_pretrained`` (THUDM-named LoRA mapped first, see ``thudm_lora``), refusing an
+    adapter made for another family and turning peft's errors (e.g. target modules this model does not have) into one line that says why."""
     import peft
 
     check_adapter_family(path, family, model)
-    try:
-        return peft.PeftModel.from_pretrained(model, str(path), is_trainable=is_trainable, adapter_name=adapter_name)
-    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise peft_error(path, exc, family or model_family(model)) from None
+    with peft_folder(path, model) as folder, _peft_old_names():  # THUDM names / bare state dicts: mapped copy
+        try:
+            return peft.PeftModel.from_pretrained(model, str(folder), is_trainable=is_trainable,
+                                                  adapter_name=adapter_name)
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+            raise peft_error(path, exc, family or model_family(model)) from None
 
 
-def save_peft(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None) -> None:
-    """adapter_model.safetensors + adapter_config.json + glmtune_adapter.json, written atomically."""
+def save_peft(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None,
+              state_dict: dict[str, Any] | None = None) -> None:
+    """adapter_model.safetensors + adapter_config.json + glmtune_adapter.json, written atomically
+    (from ``state_dict`` when the Trainer gathered a sharded model's, peft picks the adapter keys)."""
     if not hasattr(model, "peft_config"):
         raise GlmtuneError(f"{method}.save expects the peft model returned by apply(), got {type(model).__name__}")
     with method_output(output_dir, model, method, tokenizer) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        model.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
 
 
-@METHODS.register("lora")
+@register_method("lora", LoraConfig)
 class LoraMethod(TuningMethod):
     """Low-rank adapters on the attention projections (by default); the base model stays frozen."""
 
@@ -166,5 +203,6 @@ class LoraMethod(TuningMethod):
         remember(wrapped, self.name, cfg)
         return wrapped
 
-    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
-        save_peft(model, output_dir, self.name, tokenizer)
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None,
+             state_dict: dict[str, Any] | None = None) -> None:
+        save_peft(model, output_dir, self.name, tokenizer, state_dict)

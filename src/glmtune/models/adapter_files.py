@@ -7,7 +7,8 @@ adapter to a model (peft, the family's prefix code) is ``glmtune.methods.adapter
 
 Three kinds of folder are recognised: a peft/glmtune LoRA folder (``adapter_config.json``), and an
 official ChatGLM or glmtune P-Tuning v2 folder (``config.json`` with ``pre_seq_len`` + a weight file
-holding the official prefix tensor).
+holding the official prefix tensor). A LoRA may also be a bare state dict file or a folder of
+``adapter_model.*`` alone (older ChatGLM LoRA tools): ``glmtune.methods.thudm_lora`` maps those.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from glmtune.utils.io import read_json
 ADAPTER_INFO = "glmtune_adapter.json"  # small note beside saved adapters: method, family, base model
 
 AdapterKind = Literal["lora", "ptuning"]
+LORA_STATE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")  # a bare LoRA state dict file
+LORA_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def read_adapter_info(folder: str | Path) -> dict[str, Any]:
@@ -58,6 +61,8 @@ def has_prefix_weights(folder: str | Path) -> bool:
 def adapter_kind(path: str | Path) -> AdapterKind:
     """What kind of adapter folder ``path`` is; anything else fails saying what was found."""
     folder = Path(path)
+    if folder.is_file() and folder.suffix in LORA_STATE_SUFFIXES:
+        return "lora"  # a bare LoRA state dict (InstructGLM's chatglm-lora.pt); its keys are checked on load
     if not folder.is_dir():
         raise GlmtuneError(f"adapter folder not found: {folder}")
     lora = read_lora_config(folder)
@@ -77,6 +82,8 @@ def adapter_kind(path: str | Path) -> AdapterKind:
             return "ptuning"
         raise GlmtuneError(f"{folder}: config.json has pre_seq_len={settings['pre_seq_len']} but no weight file "
                            f"holds {PREFIX_KEY} (found {files})")
+    if settings is None and any((folder / n).is_file() for n in LORA_WEIGHT_FILES):
+        return "lora"  # adapter weights without adapter_config.json (ChatGLM-Tuning's save_steps checkpoints)
     method = read_adapter_info(folder).get("method")
     if method in ("full", "freeze"):
         raise GlmtuneError(f"{folder} holds a whole model fine-tuned with method {method}, not an adapter: "

@@ -44,12 +44,14 @@ class ServedModels:
                     model_obj = load_lora(model_obj, path, adapter_name=adapter_name)
                 else:  # the same checks as the first one: family, and a one-line error for THUDM names
                     from glmtune.methods.lora import check_adapter_family, peft_error
+                    from glmtune.methods.thudm_lora import peft_folder
 
                     check_adapter_family(path, family, model_obj)
-                    try:
-                        model_obj.load_adapter(path, adapter_name=adapter_name)
-                    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-                        raise peft_error(path, exc, None) from None
+                    with peft_folder(path, model_obj) as folder:  # THUDM-named LoRA: mapped to native names
+                        try:
+                            model_obj.load_adapter(str(folder), adapter_name=adapter_name)
+                        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+                            raise peft_error(path, exc, None) from None
             else:
                 from glmtune.methods.adapters import attach_adapter
 
