@@ -1,7 +1,7 @@
 """Every examples/*.yaml parses, and each one's method trains a few steps on the tiny model.
 
 The 6B examples are run with ``model=`` pointed at the built-in tiny ChatGLM2 (ChatGLM2
-architecture), small data, and no DeepSpeed; everything else (method, method block, gradient
+architecture), small data, and no DeepSpeed or FSDP (GPU only); everything else (method, method block, gradient
 checkpointing, chunked loss, precision choice) stays as the example sets it. ChatGLM-6B v1 specifics
 (its own module and the query_key_value target name) are covered by the model and method tests.
 """
@@ -31,6 +31,11 @@ def test_every_example_parses():
     assert methods == {"lora", "qlora", "freeze", "ptuning", "full"}
     for name in ("zero2", "zero3"):
         assert json.loads((REPO / "examples" / "deepspeed" / f"{name}.json").read_text())["zero_optimization"]
+    zero3 = json.loads((REPO / "examples" / "deepspeed" / "zero3.json").read_text())["zero_optimization"]
+    assert zero3["stage"] == 3 and zero3["stage3_gather_16bit_weights_on_model_save"] is True  # final save gathers
+    sharded = {p.name: (c.deepspeed, c.fsdp) for p in EXAMPLES for c in [load_config(TrainConfig, p)] if c.deepspeed or c.fsdp}
+    assert sharded["chatglm3-6b-full-fsdp.yaml"] == (None, "full_shard auto_wrap")
+    assert all((REPO / ds).is_file() for ds, _ in sharded.values() if ds)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,7 @@ def test_example_method_trains_on_tiny_model(path, tiny, tmp_path):
         f"model={model_dir}", "family=null", f"data={data}", "data_format=auto", "eval_data=null", "val_size=0",
         f"output_dir={tmp_path / 'out'}", "max_steps=5", "num_epochs=1", "batch_size=4", "grad_accum=1",
         f"learning_rate={LR[method]}", "warmup_ratio=0", "lr_scheduler=constant", "logging_steps=1",
-        "save_steps=100", "precision=fp32", "deepspeed=null", "report_to=[none]", "sample_prompts=[]",
+        "save_steps=100", "precision=fp32", "deepspeed=null", "fsdp=null", "report_to=[none]", "sample_prompts=[]",
         "cutoff_len=64", "max_source_length=null", "max_target_length=null", "packing=false",
         "lora.target_modules=null", "freeze.trainable_layers=1", "ptuning.pre_seq_len=4",
     ]  # fmt: skip

@@ -4,6 +4,10 @@ Every config in glmtune is a (nested) dataclass. ``load_config(Cls, "x.yaml", ["
 reads the YAML, applies the dotted overrides (values parsed as YAML scalars), and checks every key
 and type, so a typo fails with a message naming the key and the allowed keys or values instead of
 being silently ignored.
+
+A dict field whose metadata holds ``BLOCKS`` (a callable returning ``{name: dataclass}``) is an open
+set of blocks: each top-level key ``name: {...}`` is parsed into its registered class and stored in that
+field, so plugins (tuning methods) add config blocks without the config class naming them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ import yaml
 from glmtune.errors import ConfigError
 
 C = TypeVar("C")
+BLOCKS = "glmtune_config_blocks"  # field metadata key: callable -> {block name: dataclass}
+
+
+def open_blocks(cls: Any) -> tuple[str, dict[str, type]] | None:
+    """(field name, {block name: dataclass}) of ``cls``'s open-block field, if it has one."""
+    for f in dataclasses.fields(cls):
+        if BLOCKS in f.metadata:
+            return f.name, dict(f.metadata[BLOCKS]())
+    return None
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -134,12 +147,19 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = [k for k in data if k not in fields]
+    found = open_blocks(cls)
+    blocks = found[1] if found else {}
+    if found:
+        fields.pop(found[0])  # filled from the block keys, never a key itself
+    unknown = [k for k in data if k not in fields and k not in blocks]
     if unknown:
         raise ConfigError(
-            f"unknown config key {f'{prefix}{unknown[0]}'!r}; allowed keys: {', '.join(sorted(fields))}"
+            f"unknown config key {f'{prefix}{unknown[0]}'!r}; allowed keys: {', '.join(sorted([*fields, *blocks]))}"
         )
-    kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
+    kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items() if name in fields}
+    if found:
+        kwargs[found[0]] = {name: _coerce(data[name], block, f"{prefix}{name}")
+                            for name, block in blocks.items() if name in data}
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -171,15 +191,25 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain-dict view of a config (for saving next to outputs)."""
-    return dataclasses.asdict(cfg)
+    """Plain-dict view of a config (for saving next to outputs); open blocks appear as top-level keys."""
+    out = dataclasses.asdict(cfg)
+    found = open_blocks(cfg)
+    if found:
+        out.update(out.pop(found[0]))
+    return out
 
 
 def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
     """Key -> type string for ``--help``-style listings; a nested block's keys follow it (``lora.r``)."""
     hints = typing.get_type_hints(cls)
     docs: dict[str, str] = {}
+    found = open_blocks(cls)
     for f in dataclasses.fields(cls):
+        if found and f.name == found[0]:
+            for name, block in found[1].items():
+                docs[prefix + name] = block.__name__
+                docs.update(field_docs(block, f"{prefix}{name}."))
+            continue
         tp = hints[f.name]
         docs[prefix + f.name] = _type_name(tp)
         for arg in get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,):
@@ -231,7 +261,14 @@ def key_listing(cls: type, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     comments = _comments(cls)
     lines: list[str] = []
+    found = open_blocks(cls)
     for f in dataclasses.fields(cls):
+        if found and f.name == found[0]:
+            for name, block in found[1].items():
+                doc = (block.__doc__ or "").strip().split("\n")[0]
+                lines.append(f"{prefix}{name}: {block.__name__} = {{...}}" + (f"  # {doc}" if doc else ""))
+                lines += key_listing(block, f"{prefix}{name}.")
+            continue
         tp = hints[f.name]
         doc = comments.get(f.name)
         nested = [a for a in (get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,))

@@ -40,10 +40,12 @@ def quantized(tiny_dir: Path, bits: int):
     return GlmForCausalLM.from_pretrained(tiny_dir, quantization_config=qconf)
 
 
-def test_load_kwargs() -> None:
+def test_load_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     method = get_method("qlora")
-    assert method.model_load_kwargs(make_cfg("qlora")) == {"quantization": "4bit"}
-    assert method.model_load_kwargs(make_cfg("qlora", qlora=QLoraConfig(bits=8))) == {"quantization": "8bit"}
+    assert method.model_load_kwargs(make_cfg("qlora")) == {"quantization": "4bit", "device_map": {"": "cpu"}}
+    assert method.model_load_kwargs(make_cfg("qlora", qlora=QLoraConfig(bits=8))) == {"quantization": "8bit",
+                                                                                    "device_map": {"": "cpu"}}
     with pytest.raises(ConfigError, match="qlora.quant_type='fp4'"):
         method.model_load_kwargs(make_cfg("qlora", qlora=QLoraConfig(quant_type="fp4")))
     assert get_method("lora").model_load_kwargs(make_cfg()) == {}
@@ -66,3 +68,17 @@ def test_step_changes_only_lora_and_round_trips(q_dir: Path, tmp_path: Path, bit
 def test_needs_a_quantised_model(tiny) -> None:
     with pytest.raises(GlmtuneError, match="qlora needs a model loaded with quantization"):
         get_method("qlora").apply(tiny, make_cfg("qlora"))
+
+
+@pytest.mark.parametrize(("local_rank", "cuda", "expected"), [
+    (None, False, {"": "cpu"}), ("1", False, {"": "cpu"}), (None, True, {"": 0}), ("1", True, {"": 1}),
+])
+def test_quantized_model_loads_on_this_ranks_device(monkeypatch: pytest.MonkeyPatch, local_rank: str | None,
+                                                    cuda: bool, expected: dict) -> None:
+    """A 4/8-bit base is placed at load time, so under torchrun every rank must pick its own GPU."""
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert get_method("qlora").model_load_kwargs(make_cfg("qlora"))["device_map"] == expected

@@ -6,7 +6,14 @@ Nothing here imports torch or peft at import time, so config parsing stays light
 
 from __future__ import annotations
 
-from glmtune.methods.base import METHODS, TuningMethod
+from glmtune.methods.base import (
+    METHOD_CONFIGS,
+    METHODS,
+    TuningMethod,
+    method_config_classes,
+    register_method,
+    unregister_method,
+)
 from glmtune.methods.freeze import FreezeConfig
 from glmtune.methods.full import FullMethod
 from glmtune.methods.lora import LoraConfig
@@ -14,8 +21,8 @@ from glmtune.methods.ptuning import PTuningConfig
 from glmtune.methods.qlora import QLoraConfig
 
 __all__ = [
-    "METHODS", "FreezeConfig", "FullMethod", "LoraConfig", "PTuningConfig", "QLoraConfig", "TuningMethod",
-    "get_method",
+    "METHODS", "METHOD_CONFIGS", "FreezeConfig", "FullMethod", "LoraConfig", "PTuningConfig", "QLoraConfig",
+    "TuningMethod", "get_method", "method_config_classes", "register_method", "unregister_method",
 ]
 
 

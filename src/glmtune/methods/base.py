@@ -2,7 +2,9 @@
 
 The trainer only ever talks to a :class:`TuningMethod`: it asks for extra ``load_model`` kwargs,
 lets the method make the right parameters trainable, and lets it write the result. Keeping this
-surface tiny means a new method is one module plus one ``@METHODS.register`` line.
+surface tiny means a new method is one module plus one ``@register_method("name", ItsConfig)`` line;
+its config class (the YAML block of the same name, ``lora: {...}``) is registered next to it, so
+``TrainConfig`` never lists methods itself.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ class TuningMethod:
     """One way of fine-tuning; subclasses are registered in ``glmtune.methods.METHODS``."""
 
     name: str = ""
+    config_class: type | None = None  # the dataclass of the method's own YAML block (set by register_method)
 
     def model_load_kwargs(self, cfg: Any) -> dict[str, Any]:
         """Extra kwargs for ``glmtune.load_model`` (e.g. ``{"quantization": "4bit"}``); ``{}`` by default."""
@@ -45,8 +48,13 @@ class TuningMethod:
         """
         raise NotImplementedError
 
-    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
-        """Write the trained result (safetensors, or the official layout for P-Tuning) atomically."""
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None,
+             state_dict: dict[str, Any] | None = None) -> None:
+        """Write the trained result (safetensors, or the official layout for P-Tuning) atomically.
+
+        ``state_dict`` is the full state gathered by the Trainer when the model is sharded (DeepSpeed
+        ZeRO-3, FSDP): the model's own parameters are then only shards, so it is what must be written.
+        """
         raise NotImplementedError
 
     def trainable_summary(self, model: Any) -> str:
@@ -58,6 +66,33 @@ class TuningMethod:
 
 # name -> TuningMethod subclass; ``glmtune.methods.get_method(name)`` instantiates one
 METHODS: Registry[type[TuningMethod]] = Registry("tuning method")
+# name -> config dataclass: the top-level YAML block ``name: {...}`` every TrainConfig accepts
+METHOD_CONFIGS: Registry[type] = Registry("method config block")
+
+
+def register_method(name: str, config: type | None = None) -> Callable[[type[TuningMethod]], type[TuningMethod]]:
+    """Class decorator: register a method under ``name`` and its config dataclass as the ``name:`` block."""
+
+    def deco(cls: type[TuningMethod]) -> type[TuningMethod]:
+        METHODS.register(name)(cls)
+        if config is not None:
+            METHOD_CONFIGS.register(name)(config)
+        cls.name, cls.config_class = name, config
+        return cls
+
+    return deco
+
+
+def unregister_method(name: str) -> None:
+    """Undo ``register_method`` (tests and plugins that register temporarily)."""
+    METHODS.unregister(name)
+    if name in METHOD_CONFIGS:
+        METHOD_CONFIGS.unregister(name)
+
+
+def method_config_classes() -> dict[str, type]:
+    """Block name -> config class of every registered method, in registration order."""
+    return dict(METHOD_CONFIGS.items())
 
 
 def count_parameters(model: Any) -> tuple[int, int]:

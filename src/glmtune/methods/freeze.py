@@ -9,11 +9,11 @@ from typing import Any
 
 from glmtune.errors import ConfigError, GlmtuneError
 from glmtune.methods.base import (
-    METHODS,
     TuningMethod,
     enable_gradient_checkpointing,
     freeze_all,
     is_quantized,
+    register_method,
     remember,
     upcast_fp16_params,
 )
@@ -89,7 +89,7 @@ def select_trainable(model: Any, block: FreezeConfig) -> list[str]:
     return [n for n in names if n in chosen]
 
 
-@METHODS.register("freeze")
+@register_method("freeze", FreezeConfig)
 class FreezeMethod(TuningMethod):
     """The last N blocks (or the named modules) are trained in full; everything else is frozen."""
 
@@ -113,6 +113,7 @@ class FreezeMethod(TuningMethod):
             enable_gradient_checkpointing(model, frozen_base=True)
         return model
 
-    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None,
+             state_dict: dict[str, Any] | None = None) -> None:
         """The whole model (frozen weights included), so the output loads on its own."""
-        save_full_model(model, output_dir, self.name, tokenizer)
+        save_full_model(model, output_dir, self.name, tokenizer, state_dict)

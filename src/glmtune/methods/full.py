@@ -7,25 +7,27 @@ from typing import Any
 
 from glmtune.errors import ConfigError, GlmtuneError
 from glmtune.methods.base import (
-    METHODS,
     TuningMethod,
     enable_gradient_checkpointing,
     is_quantized,
     method_output,
+    register_method,
     remember,
     upcast_fp16_params,
 )
 
 
-def save_full_model(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None) -> None:
-    """``save_pretrained`` (safetensors) of the whole model, plus the tokenizer, atomically."""
+def save_full_model(model: Any, output_dir: str | Path, method: str, tokenizer: Any = None,
+                    state_dict: dict[str, Any] | None = None) -> None:
+    """``save_pretrained`` (safetensors) of the whole model, plus the tokenizer, atomically; ``state_dict``
+    is the Trainer's gathered one for a sharded (ZeRO-3 / FSDP) model."""
     if not hasattr(model, "save_pretrained"):
         raise GlmtuneError(f"{method}.save: {type(model).__name__} has no save_pretrained")
     with method_output(output_dir, model, method, tokenizer) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        model.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
 
 
-@METHODS.register("full")
+@register_method("full")
 class FullMethod(TuningMethod):
     """All parameters trainable. An fp16 model is upcast to float32 first (fp16 grads are unusable)."""
 
@@ -44,5 +46,6 @@ class FullMethod(TuningMethod):
             enable_gradient_checkpointing(model, frozen_base=False)
         return model
 
-    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
-        save_full_model(model, output_dir, self.name, tokenizer)
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None,
+             state_dict: dict[str, Any] | None = None) -> None:
+        save_full_model(model, output_dir, self.name, tokenizer, state_dict)

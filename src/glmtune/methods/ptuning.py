@@ -10,17 +10,17 @@ from typing import Any
 from glmtune.errors import ConfigError, GlmtuneError
 from glmtune.methods.base import (
     INFO_ATTR,
-    METHODS,
     TuningMethod,
     enable_gradient_checkpointing,
     freeze_all,
     method_output,
+    register_method,
     remember,
     upcast_fp16_params,
 )
 from glmtune.models.adapter_files import has_prefix_weights, ptuning_settings  # noqa: F401 (re-exported)
 from glmtune.models.families import FAMILIES, model_family
-from glmtune.models.ptuning_layout import PREFIX_KEY  # noqa: F401 (re-exported)
+from glmtune.models.ptuning_layout import OFFICIAL_PREFIX, PREFIX_KEY  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -58,7 +58,7 @@ def prefix_module(family: str | None) -> Any:
         raise GlmtuneError(f"P-Tuning v2 for {family} is not available: {exc}") from None
 
 
-@METHODS.register("ptuning")
+@register_method("ptuning", PTuningConfig)
 class PTuningMethod(TuningMethod):
     """Only the prefix encoder is trained; saved in THUDM's official P-Tuning v2 layout."""
 
@@ -94,9 +94,20 @@ class PTuningMethod(TuningMethod):
             enable_gradient_checkpointing(model, frozen_base=True)
         return model
 
-    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
-        """config.json (with pre_seq_len) + pytorch_model.bin holding ``transformer.prefix_encoder.*``."""
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None,
+             state_dict: dict[str, Any] | None = None) -> None:
+        """config.json (with pre_seq_len) + pytorch_model.bin holding ``transformer.prefix_encoder.*``.
+
+        With a gathered ``state_dict`` (sharded model) its prefix entries replace the module's shards."""
         info = getattr(model, INFO_ATTR, {})
         module = prefix_module(info.get("family") or model_family(model))
         with method_output(output_dir, model, self.name, tokenizer) as tmp:
             module.save_ptuning(model, tmp)
+            if state_dict is not None:
+                import torch
+
+                marker = f"{PREFIX_PARAM}."
+                prefix = {OFFICIAL_PREFIX + k.split(marker, 1)[1]: v.detach().to("cpu").contiguous().clone()
+                          for k, v in state_dict.items() if marker in k}
+                if prefix:
+                    torch.save(prefix, tmp / "pytorch_model.bin")

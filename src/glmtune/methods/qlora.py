@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from glmtune.errors import ConfigError, GlmtuneError
-from glmtune.methods.base import METHODS, TuningMethod, enable_gradient_checkpointing, is_quantized, remember
+from glmtune.methods.base import (
+    TuningMethod,
+    enable_gradient_checkpointing,
+    is_quantized,
+    register_method,
+    remember,
+)
 from glmtune.methods.lora import save_peft, wrap_with_lora
 
 
@@ -40,14 +47,24 @@ def quantization_kwargs(block: QLoraConfig) -> dict[str, Any]:
     return {"quantization": "4bit"}
 
 
-@METHODS.register("qlora")
+def local_device_map() -> dict[str, int | str]:
+    """``{"": this process's device}``: a 4/8-bit model is placed at load time (the Trainer never moves
+    it), so under torchrun / accelerate launch each rank loads onto its own GPU (``LOCAL_RANK``)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"": "cpu"}
+    return {"": int(os.environ.get("LOCAL_RANK") or 0)}
+
+
+@register_method("qlora", QLoraConfig)
 class QLoraMethod(TuningMethod):
     """LoRA on a bitsandbytes-quantised frozen base, after peft's k-bit preparation."""
 
     name = "qlora"
 
     def model_load_kwargs(self, cfg: Any) -> dict[str, Any]:
-        return quantization_kwargs(getattr(cfg, "qlora", None) or QLoraConfig())
+        return {**quantization_kwargs(getattr(cfg, "qlora", None) or QLoraConfig()), "device_map": local_device_map()}
 
     def apply(self, model: Any, cfg: Any) -> Any:
         import peft
@@ -68,6 +85,7 @@ class QLoraMethod(TuningMethod):
         remember(wrapped, self.name, cfg)
         return wrapped
 
-    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None) -> None:
+    def save(self, model: Any, output_dir: str | Path, tokenizer: Any = None,
+             state_dict: dict[str, Any] | None = None) -> None:
         """Only the LoRA adapter (the quantised base is never written)."""
-        save_peft(model, output_dir, self.name, tokenizer)
+        save_peft(model, output_dir, self.name, tokenizer, state_dict)

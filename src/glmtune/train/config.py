@@ -8,15 +8,13 @@ needs more than the type check of :mod:`glmtune.config` happens in ``__post_init
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from glmtune.config import BLOCKS
 from glmtune.errors import ConfigError
-from glmtune.methods.freeze import FreezeConfig
-from glmtune.methods.lora import LoraConfig
-from glmtune.methods.ptuning import PTuningConfig
-from glmtune.methods.qlora import QLoraConfig
-
-METHODS = ("lora", "qlora", "freeze", "ptuning", "full")
+from glmtune.methods import METHODS as METHOD_REGISTRY
+from glmtune.methods import method_config_classes
+from glmtune.train.distributed import check_fsdp
 
 
 @dataclass
@@ -38,7 +36,7 @@ class TrainConfig:
     # --- model ---
     model: str = ""  # checkpoint folder (THUDM or transformers layout) or builtin:tiny-chatglm2
     family: str | None = None  # model family override (chatglm, chatglm2, chatglm3, glm4, hf); default: detected
-    method: Literal["lora", "qlora", "freeze", "ptuning", "full"] = "lora"  # what is trained
+    method: str = "lora"  # what is trained: a registered tuning method (lora, qlora, freeze, ptuning, full, ...)
     adapter: str | None = None  # continue training from this adapter folder (LoRA / P-Tuning)
     rope_scaling: RopeScaling | None = None  # {type: linear|dynamic, factor: F} for longer context
     # --- data ---
@@ -62,6 +60,7 @@ class TrainConfig:
     round_prompt_always: bool = False  # chatglm (v1): '[Round 0]' prompt without history (official ptuning)
     train_on_observation: bool = True  # chatglm3: learn tool-result turns, as finetune_hf.py does
     packing: bool = False  # concatenate examples into cutoff_len blocks (no padding waste)
+    padding_free: bool = True  # each batch as one unpadded row, attention per example (ChatGLM2/3, GLM-4; v1 pads)
     group_by_length: bool = True  # batch examples of similar length (less padding); ignored with packing
     num_proc: int = 1  # processes for tokenizing
     # --- optimisation ---
@@ -80,7 +79,7 @@ class TrainConfig:
     seed: int = 42  # model init of new parameters, data order, dropout
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16 where supported, else fp32
     gradient_checkpointing: bool = False  # trade compute for activation memory
-    chunked_loss: bool | int = False  # loss over the vocab in token chunks (int: chunk size); GLM models
+    chunked_loss: bool | int = True  # loss only at labelled positions, vocab projection in token chunks (int: chunk size)
     attn_implementation: str = "sdpa"  # sdpa (default) or eager
     # --- logging, saving, eval ---
     logging_steps: int = 10  # log loss, lr, grad norm and tokens/s every N steps
@@ -91,16 +90,30 @@ class TrainConfig:
     resume: str | None = None  # auto (latest checkpoint in output_dir) or a checkpoint folder
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trainer integrations
     deepspeed: str | None = None  # DeepSpeed JSON config (GPU; see examples/deepspeed)
+    fsdp: str | None = None  # PyTorch FSDP on GPUs: "full_shard auto_wrap" (or shard_grad_op, offload)
     sample_prompts: list[str] = field(default_factory=list)  # answered with greedy decoding at the end
     max_new_tokens: int = 64  # for sample_prompts and predict_eval
     predict_eval: int = 0  # after training, answer N dev conversations and write BLEU/ROUGE to eval_report.json
-    # --- per-method blocks ---
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    qlora: QLoraConfig = field(default_factory=QLoraConfig)
-    freeze: FreezeConfig = field(default_factory=FreezeConfig)
-    ptuning: PTuningConfig = field(default_factory=PTuningConfig)
+    # --- per-method blocks: each registered method's own YAML block (lora: {...}), read as cfg.lora ---
+    method_blocks: dict[str, Any] = field(default_factory=dict, repr=False,
+                                          metadata={BLOCKS: method_config_classes})
+
+    def __getattr__(self, name: str) -> Any:
+        blocks = self.__dict__.get("method_blocks")
+        if blocks is not None and name in blocks:
+            return blocks[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __post_init__(self) -> None:
+        check_fsdp(self.fsdp)
+        if self.fsdp and self.deepspeed:
+            raise ConfigError("fsdp / deepspeed: shard with one of them, not both")
+        if self.method not in METHOD_REGISTRY:
+            raise ConfigError(f"method: {self.method!r} is not a registered tuning method; "
+                              f"choose one of: {', '.join(METHOD_REGISTRY.names())}")
+        given = self.method_blocks  # every registered block exists (at its defaults if unset), in one order
+        self.method_blocks = {name: given[name] if name in given else block()
+                              for name, block in method_config_classes().items()}
         if not self.model:
             raise ConfigError("model: required (a checkpoint folder or builtin:tiny-chatglm2)")
         if not self.data:

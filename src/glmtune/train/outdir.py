@@ -32,7 +32,7 @@ DONE_NAME = "glmtune_run_done.json"  # written after the final weights: the run 
 NEUTRAL_KEYS = frozenset({
     "output_dir", "resume", "overwrite_output_dir", "max_steps", "num_epochs", "logging_steps", "save_steps",
     "save_total_limit", "eval_steps", "eval_before", "report_to", "sample_prompts", "max_new_tokens",
-    "num_proc", "eval_batch_size", "predict_eval", "deepspeed",
+    "num_proc", "eval_batch_size", "predict_eval", "deepspeed", "fsdp",
 })  # fmt: skip
 # what a run writes into output_dir (and so what starting over may remove)
 RUN_FILES = re.compile(

@@ -16,11 +16,12 @@ from typing import Any
 import yaml
 
 from glmtune.config import to_dict
-from glmtune.errors import ConfigError
+from glmtune.errors import ConfigError, GlmtuneError
 from glmtune.train import data as train_data
 from glmtune.train import outdir
 from glmtune.train.callbacks import LOG_NAME, JsonlLogCallback
 from glmtune.train.config import TrainConfig
+from glmtune.train.distributed import fsdp_arguments
 from glmtune.train.plot import plot_loss
 from glmtune.train.precision import resolve_precision
 from glmtune.train.trainer import GlmTrainer, clean_staging, last_checkpoint
@@ -114,6 +115,7 @@ def training_arguments(cfg: TrainConfig, precision: Any, has_eval: bool) -> Any:
         deepspeed=cfg.deepspeed,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),  # also makes torchrun on CPU run DDP over gloo
+        **fsdp_arguments(cfg.fsdp, torch.cuda.is_available()),
     )
 
 
@@ -177,20 +179,47 @@ def resolve_model_dir(cfg: TrainConfig) -> Path:
     return resolve_model_path(cfg.model)
 
 
+def padding_free(cfg: TrainConfig, model: Any) -> bool:
+    """Flattened batches where the model keeps examples apart without a mask (else padded batches)."""
+    from glmtune.models.glm_mapping.flat_attention import enable_padding_free
+
+    if not cfg.padding_free:
+        return False
+    if enable_padding_free(model):
+        return True
+    log.info("padding_free: %s with %s attention keeps padded batches", type(model).__name__,
+             getattr(getattr(model, "config", None), "_attn_implementation", "?"))
+    return False
+
+
 def _write_config(out: Path, cfg: TrainConfig) -> None:
     with atomic_open(out / CONFIG_NAME) as fh:
         yaml.safe_dump(to_dict(cfg), fh, allow_unicode=True, sort_keys=False)
 
 
 def save_outputs(cfg: TrainConfig, trainer: Any, method: Any, tokenizer: Any) -> None:
-    """Weights/adapter (method's format), tokenizer and the resolved config, written by the main process."""
+    """Weights/adapter (method's format), tokenizer and the resolved config.
+
+    Every rank enters the Trainer's ``save_model`` (it gathers DeepSpeed ZeRO-3 / FSDP shards); the main
+    process then writes the method's files from the gathered state dict (None when nothing is sharded).
+    """
     out = Path(cfg.output_dir)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if trainer.is_deepspeed_enabled:
-        trainer.save_model(str(out / "deepspeed_weights"))  # gathers ZeRO-3 shards
-    if trainer.args.should_save:
-        method.save(model, out, tokenizer)  # weights/adapter, adapter note and tokenizer
-        _write_config(out, cfg)
+
+    def write(folder: str, state_dict: dict[str, Any] | None) -> None:
+        if state_dict is None:  # a method written before save() took state_dict still works unsharded
+            method.save(model, folder, tokenizer)
+        else:
+            method.save(model, folder, tokenizer, state_dict=state_dict)
+        _write_config(Path(folder), cfg)
+        from glmtune.models.tokenization.fast_export import write_fast_files
+
+        write_fast_files(folder, tokenizer=tokenizer)  # tokenizer.json, chat template, stop ids: plain transformers loads it
+
+    written = trainer.save_final(str(out), write)
+    if trainer.args.should_save and not written:
+        raise GlmtuneError(f"output_dir: the trained weights were not written to {out} (the Trainer saved "
+                           "nothing; with fsdp, keep its state_dict_type FULL_STATE_DICT)")
     trainer.accelerator.wait_for_everyone()
 
 
@@ -242,7 +271,7 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
         args=training_arguments(cfg, precision, eval_ds is not None),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        data_collator=train_data.make_collator(tokenizer, packing=cfg.packing),
+        data_collator=train_data.make_collator(tokenizer, packing=cfg.packing, flatten=padding_free(cfg, model)),
         callbacks=[jsonl, *(callbacks or [])],
         chunked_loss=cfg.chunked_loss,
     )

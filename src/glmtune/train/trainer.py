@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from glmtune.errors import GlmtuneError
 from glmtune.train.loss import DEFAULT_CHUNK, chunked_causal_lm_loss
 
+NO_GATHER = ("deepspeed: ZeRO-3 weights cannot be gathered for the final save; set "
+             '"stage3_gather_16bit_weights_on_model_save": true in its zero_optimization')
 STAGING_PREFIX = ".tmp-"  # checkpoints are written to .tmp-checkpoint-N/checkpoint-N, then renamed
 
 
@@ -61,6 +64,14 @@ def weights_finite(folder: Path) -> bool:
         if any(t.is_floating_point() and not torch.isfinite(t).all() for t in state.values() if torch.is_tensor(t)):
             return False
     return True
+
+
+def _test_nan_hook(loss: torch.Tensor, step: int, rank: int) -> torch.Tensor:
+    """Test-only: ``GLMTUNE_TEST_NAN_STEP=N`` (+ ``GLMTUNE_TEST_NAN_RANK=R``, default 0) makes rank R's loss
+    NaN at step N, so the multi-process test can show one rank's NaN stops every rank."""
+    if os.environ.get("GLMTUNE_TEST_NAN_STEP") == str(step) and os.environ.get("GLMTUNE_TEST_NAN_RANK", "0") == str(rank):
+        return loss * float("nan")
+    return loss
 
 
 class _FiniteGradients(TrainerCallback):
@@ -120,8 +131,10 @@ class GlmTrainer(Trainer):
     ) -> torch.Tensor:
         self.tokens_seen += self._real_tokens(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if not self._all_ranks_finite(torch.isfinite(loss.detach()).all()):
-            self.stop_non_finite(f"loss became {float(loss)}")
+        loss = _test_nan_hook(loss, self.state.global_step + 1, self.accelerator.process_index)
+        finite = torch.isfinite(loss.detach()).all()
+        if not self._all_ranks_finite(finite):
+            self.stop_non_finite(f"loss became {float(loss)}" if not finite else "loss became NaN/inf on another rank")
         return loss
 
     def _real_tokens(self, inputs: dict[str, Any]) -> int:
@@ -159,6 +172,31 @@ class GlmTrainer(Trainer):
             if (folder / "trainer_state.json").is_file() and weights_finite(folder):
                 return folder
         return None
+
+    # --- final save ---
+    def save_final(self, output_dir: str, writer: Callable[[str, dict[str, Any] | None], None]) -> bool:
+        """``save_model`` on every rank, so ZeRO-3 / FSDP shards are gathered by the Trainer, with ``writer(dir,
+        state_dict)`` (the method's own format) in place of ``save_pretrained``; True where it wrote."""
+        zero = self.accelerator.deepspeed_config.get("zero_optimization", {}) if self.is_deepspeed_enabled else {}
+        if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save", False):
+            raise GlmtuneError(NO_GATHER)  # every rank, before any collective: none is left waiting
+        self._final_writer, self._final_written = writer, False
+        try:
+            self.save_model(output_dir)
+        finally:
+            self._final_writer = None
+        return self._final_written
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
+        writer = getattr(self, "_final_writer", None)
+        if writer is None:  # checkpoints keep the Trainer's own format
+            return super()._save(output_dir, state_dict)
+        if not self.args.should_save:
+            return
+        if state_dict is not None and not state_dict:  # DeepSpeed's "could not gather" dummy: never write it
+            raise GlmtuneError(NO_GATHER)
+        writer(output_dir or self.args.output_dir, state_dict)
+        self._final_written = True
 
     # --- atomic checkpoints ---
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
