@@ -14,6 +14,11 @@ Packed rows (``seq_lens`` from ``glmtune.data.packing``) are right-padded; posit
 example. v2/v3/hf get a 4-D block-diagonal causal mask (additive, 0 / dtype min) so no example
 attends to another whatever the attention backend; v1 gets the v1 model's own block mask and
 [B, 2, L] positions (``glmtune.models.chatglm_v1.masks.packed_inputs``).
+
+Flattened batches (``flatten=True``, what ``glmtune train`` uses on ``GlmForCausalLM`` models by
+default, ``padding_free``): the whole batch is one unpadded row with positions restarting per example
+and no mask; the model's ``glmtune_flat_sdpa`` attention keeps examples apart
+(``glmtune.models.glm_mapping.flat_attention``).
 """
 
 from __future__ import annotations
@@ -53,12 +58,13 @@ class Collator:
     """Callable turning a list of examples (``input_ids``, ``labels``[, ``seq_lens``]) into tensors."""
 
     def __init__(self, tokenizer: Any, packing: bool = False, pad_to_multiple_of: int | None = 8,
-                 config: Any = None, mask_dtype: torch.dtype = torch.float32) -> None:
+                 config: Any = None, mask_dtype: torch.dtype = torch.float32, flatten: bool = False) -> None:
         self.family = family_of(tokenizer)
         fam = FAMILIES.get(self.family) if self.family in FAMILIES else None
         padding_side = fam.padding_side if fam else "right"  # a family glmtune does not know: a plain causal LM
         self.positions = fam.positions if fam else "model"  # Family.positions: "model", "tokenizer" or "glm_2d"
         self.packing = packing
+        self.flatten = flatten
         self.multiple = pad_to_multiple_of
         self.mask_dtype = mask_dtype
         pad = tokenizer.pad_token_id
@@ -80,6 +86,8 @@ class Collator:
             )
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.flatten:
+            return flatten_batch(features)
         if self.packing:
             return self._packed(features)
         length = _round_up(max(len(f["input_ids"]) for f in features), self.multiple)
@@ -139,6 +147,27 @@ class Collator:
             "position_ids": pos,
             "attention_mask": block_causal_mask(seq_lens, length, self.mask_dtype),
         }
+
+
+def flatten_batch(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """One row of every example back to back (packed rows split at ``seq_lens``), positions restarting at
+    0 per example, no padding and no mask. Each example's first label becomes -100: it would otherwise be
+    predicted from the previous example's last token (unpadded, nothing ever predicts it)."""
+    ids: list[int] = []
+    labels: list[int] = []
+    pos: list[int] = []
+    for f in features:
+        start = 0
+        for n in f.get("seq_lens") or [len(f["input_ids"])]:
+            ids += f["input_ids"][start: start + n]
+            labels += [IGNORE_INDEX, *f["labels"][start + 1: start + n]]
+            pos += range(n)
+            start += n
+    return {
+        "input_ids": torch.tensor([ids], dtype=torch.long),
+        "labels": torch.tensor([labels], dtype=torch.long),
+        "position_ids": torch.tensor([pos], dtype=torch.long),
+    }
 
 
 def make_collator(tokenizer: Any, packing: bool = False, **kwargs: Any) -> Collator:

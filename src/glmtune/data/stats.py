@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from glmtune.data.records import read_records
 from glmtune.utils.io import atomic_open
 
@@ -22,6 +20,8 @@ COLUMNS = ("count", "mean", "std", "min", "25%", "50%", "75%", "90%", "max")
 
 def describe(values: Sequence[float]) -> dict[str, float]:
     """count, mean, std (population), min, quartiles, 90th percentile and max."""
+    import numpy as np  # on first use: `glmtune stats --help` and data errors need no numpy
+
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         return dict.fromkeys(COLUMNS, 0.0)

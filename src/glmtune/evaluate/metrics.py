@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import cache
+from typing import Any
 
-import jieba
-import numpy as np
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-from rouge_chinese import Rouge
-
-# jieba logs "Building prefix dict ..." on its first cut; a scoring command's output should stay clean.
-jieba.setLogLevel(logging.WARNING)
+# jieba, nltk, rouge_chinese and numpy are imported on first use: `glmtune eval --help` and a bad
+# predictions file answer at once instead of after a second of imports.
 
 METRICS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
 ROUGE_KEYS = ("rouge-1", "rouge-2", "rouge-l")
@@ -42,9 +39,17 @@ CONCLUSION = "CONCLUSION:"
 Scorer = Callable[[str, str], dict[str, float]]
 
 
+@cache
+def _jieba() -> Any:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # it logs "Building prefix dict ..." on its first cut
+    return jieba
+
+
 def _words(text: str) -> list[str]:
     """jieba's default (accurate, HMM) cut, kept whole: the official code keeps the space tokens too."""
-    return list(jieba.cut(text))
+    return list(_jieba().cut(text))
 
 
 def _rouge(hypothesis: list[str], reference: list[str]) -> dict[str, float]:
@@ -52,6 +57,8 @@ def _rouge(hypothesis: list[str], reference: list[str]) -> dict[str, float]:
     hyp, ref = " ".join(hypothesis), " ".join(reference)
     if not hyp.split() or not ref.split():
         return dict.fromkeys(ROUGE_KEYS, 0.0)
+    from rouge_chinese import Rouge
+
     try:
         scores = Rouge().get_scores(hyp, ref)[0]
     except ValueError:  # rouge_chinese's "... is empty" for any text its sentence splitter leaves empty
@@ -61,6 +68,8 @@ def _rouge(hypothesis: list[str], reference: list[str]) -> dict[str, float]:
 
 def _bleu4(hypothesis: list[str], reference: list[str]) -> float:
     """NLTK sentence BLEU, uniform 4-gram weights, NIST geometric (method3) smoothing; 0..1."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
     return float(sentence_bleu([reference], hypothesis, smoothing_function=SmoothingFunction().method3))
 
 
@@ -114,6 +123,8 @@ def aggregate(
     n = len(per_metric["bleu-4"])
     if n == 0:
         raise ValueError("no rows to score")
+    import numpy as np
+
     report: dict[str, float | int | str] = {k: round(float(np.mean(v)), 4) for k, v in per_metric.items()}
     report["rows"] = n
     report["variant"] = variant

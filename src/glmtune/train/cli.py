@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
         config, overrides = None, [config, *overrides]
     cfg = load_config(TrainConfig, config, overrides)
+    from glmtune.train.data import check_inputs
+
+    check_inputs(cfg.data_paths, "data")  # a wrong path fails at once, before torch is imported
+    check_inputs(cfg.eval_paths, "eval_data")
     from glmtune.train.runner import run
 
     try:

@@ -158,8 +158,9 @@ def pack(dataset: Any, cutoff_len: int | None) -> Any:
     return pack_dataset(dataset, cutoff_len)
 
 
-def make_collator(tokenizer: Any, packing: bool = False) -> Any:
-    """The encoding module's collator: pads input_ids/labels (-100) and builds the attention mask."""
+def make_collator(tokenizer: Any, packing: bool = False, flatten: bool = False) -> Any:
+    """The encoding module's collator: pads input_ids/labels (-100) and builds the attention mask, or
+    (``flatten``) joins the batch into one unpadded row with per-example positions."""
     from glmtune.data.collate import make_collator as _make
 
-    return _make(tokenizer, packing=packing)
+    return _make(tokenizer, packing=packing, flatten=flatten)

@@ -1,10 +1,15 @@
 """Chunked causal-LM loss: never materialise float32 logits over the whole vocabulary at once.
 
+``glmtune train`` uses it by default (``chunked_loss: true``): only positions whose next-token label
+is not -100 (the answer tokens) go through the output layer at all, which for instruction data skips
+most of a step's vocabulary projection and softmax. The value equals the model's own loss.
+
 For a 65k vocabulary, ``batch * seq * 65024 * 4`` bytes of float32 logits (plus their gradient) is
 often the largest tensor of a fine-tuning step. Here the model runs with ``logits_to_keep=1`` and
 ``output_hidden_states=True`` (so it computes one position of logits only), and the loss is taken
-from the final hidden states through the output layer ``chunk`` tokens at a time. Each chunk is
-wrapped in ``torch.utils.checkpoint`` so its logits are recomputed in backward instead of stored.
+from the final hidden states through the output layer ``chunk`` tokens at a time; each chunk's
+gradients are computed while its logits exist (a fused linear + cross-entropy), so logits are
+neither stored for backward nor recomputed.
 
 Supported: models whose forward honours ``logits_to_keep`` and whose last ``hidden_states`` entry
 is the input of ``get_output_embeddings()``: every ChatGLM generation in glmtune -- transformers'
@@ -23,7 +28,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from glmtune.errors import GlmtuneError
 
@@ -31,9 +35,47 @@ IGNORE_INDEX = -100
 DEFAULT_CHUNK = 1024
 
 
-def _chunk_loss_sum(hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:
-    logits = F.linear(hidden, weight, bias).float()
-    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Sum of cross-entropies of ``hidden @ weight.T + bias`` against ``labels``, ``chunk`` rows at a time.
+
+    Fused: while each chunk's logits exist, the forward also computes that chunk's gradients
+    (``softmax - onehot`` times the weight / the hidden states) and keeps only those, so no logits are
+    stored and none are recomputed in backward (checkpointing the chunks costs a third projection)."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                labels: torch.Tensor, chunk: int, with_grad: bool) -> torch.Tensor:
+        need_h, need_w = with_grad and hidden.requires_grad, with_grad and weight.requires_grad
+        need_b = with_grad and bias is not None and bias.requires_grad
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, labels.shape[0], chunk):
+            h, y = hidden[start: start + chunk], labels[start: start + chunk]
+            logits = F.linear(h, weight, bias).float()
+            total += F.cross_entropy(logits, y, reduction="sum")
+            if need_h or need_w or need_b:
+                g = torch.softmax(logits, dim=-1)
+                g[torch.arange(y.shape[0], device=y.device), y] -= 1  # d(sum CE)/d(logits), float32
+                g = g.to(hidden.dtype)  # as autograd does through .float()
+                if need_h:
+                    grad_h[start: start + chunk] = g @ weight
+                if need_w:
+                    grad_w += (g.t() @ h).float()
+                if need_b:
+                    grad_b += g.float().sum(0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        scale = grad_out.float()
+        return (None if grad_h is None else grad_h * scale.to(grad_h.dtype),
+                None if grad_w is None else (grad_w * scale).to(ctx.dtypes[0]),
+                None if grad_b is None else (grad_b * scale).to(ctx.dtypes[1]), None, None, None)
 
 
 def chunked_cross_entropy(
@@ -52,12 +94,7 @@ def chunked_cross_entropy(
     y = labels[:, 1:].reshape(-1).to(h.device)
     keep = y != IGNORE_INDEX
     h, y = h[keep], y[keep]  # only target positions go through the output layer
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, y.shape[0], chunk):
-        part = checkpoint(
-            _chunk_loss_sum, h[start : start + chunk], y[start : start + chunk], weight, bias, use_reentrant=False
-        )
-        total = total + part
+    total = _LinearCrossEntropy.apply(h, weight, bias, y, int(chunk), torch.is_grad_enabled())
     return total, keep.sum()
 
 

@@ -23,6 +23,8 @@ widens the mask by ``pre_seq_len`` always-visible columns. So ``generate`` (with
 training, gradient checkpointing (the recomputed layer gets the same keyword) and a renamed cache
 argument (``past_key_values`` -> ``cache`` in transformers 5.24) all work without glmtune touching the
 cache: the cache holds the real tokens only, and positions are the plain 0, 1, ... of the tokens.
+``glmtune_prefix_sdpa`` also takes padding-free batches (several examples in one unpadded row, positions
+restarting per example): each example attends to the prefix and to itself only (``.flat_attention``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.glm.modeling_glm import eager_attention_forward
 
 from glmtune.errors import GlmtuneError
+from glmtune.models.glm_mapping.flat_attention import flat_mask, per_segment, segments
 from glmtune.models.ptuning_layout import OFFICIAL_PREFIX, PREFIX_KEY, read_ptuning_config
 
 PREFIX_DROPOUT = 0.1  # THUDM applies Dropout(0.1) to the prefix keys/values (training only)
@@ -74,6 +77,15 @@ def _prefix_attention(base: str) -> Any:
     def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                   attention_mask: torch.Tensor | None, glmtune_prefix: Any = None, **kwargs: Any) -> Any:
         if glmtune_prefix is not None:
+            spans = None
+            if base == "sdpa" and attention_mask is None and query.shape[-2] == key.shape[-2]:
+                spans = segments(kwargs.get("position_ids"), query.shape[-2])  # a flattened batch
+            if spans is not None:  # each example alone: its own causal keys plus the whole prefix
+
+                def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+                    return attention(module, q, k, v, None, glmtune_prefix, **{**kwargs, "position_ids": None})[0]
+
+                return per_segment(query, key, value, spans, attend), None
             prefix_key, prefix_value = glmtune_prefix[module.layer_idx]  # [groups, P, d]
             shape = (key.shape[0], *prefix_key.shape)
             attention_mask = _with_prefix_columns(attention_mask, query.shape[-2], key.shape[-2],
@@ -88,7 +100,8 @@ def _prefix_attention(base: str) -> Any:
 
 for _base in WRAPPED:  # without the glmtune_prefix keyword these behave exactly like the wrapped ones
     AttentionInterface.register(ATTN_PREFIX + _base, _prefix_attention(_base))
-    AttentionMaskInterface.register(ATTN_PREFIX + _base, ALL_MASK_ATTENTION_FUNCTIONS[_base])
+    # sdpa: no mask for an unpadded, cache-free batch (flattened examples are split at position restarts)
+    AttentionMaskInterface.register(ATTN_PREFIX + _base, flat_mask if _base == "sdpa" else ALL_MASK_ATTENTION_FUNCTIONS[_base])
 
 
 class PrefixEncoder(nn.Module):
