@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("glmtune.data.stats:main", "turns and text length distribution of a converted JSONL file"),
     "tokenize": ("glmtune.data.tokenize_cmd:main", "encode converted JSONL into a cached tokenized folder for train"),
     "info": ("glmtune.models.info:main", "family, size, dtype, vocab, special ids, context length of a checkpoint"),
-    "export": ("glmtune.export_cli:main", "write a ChatGLM2/3 checkpoint (a LoRA merged in) as a transformers Glm or THUDM checkpoint"),
+    "export": ("glmtune.export_cli:main", "write a checkpoint (a LoRA merged in) as transformers Glm or THUDM layout, or a LoRA on THUDM names"),
     "train": ("glmtune.train.cli:main", "fine-tune a model: glmtune train CONFIG.yaml [key=value ...]"),
     "chat": ("glmtune.inference.chat_cli:main", "talk to a model (+ adapter) in the terminal, streamed"),
     "predict": ("glmtune.inference.predict_cli:main", "generate answers for a JSONL dev set (batched, resumable)"),

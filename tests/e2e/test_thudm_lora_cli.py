@@ -34,6 +34,7 @@ def test_train_continues_a_thudm_named_lora(reference, tmp_path):
     torch.save(state, adapter / "adapter_model.bin")
     (adapter / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+        "base_model_name_or_path": str(base),  # as the THUDM-era tools wrote it: a THUDM config.json
         "target_modules": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]}))
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
@@ -47,6 +48,7 @@ def test_train_continues_a_thudm_named_lora(reference, tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as fh:
+        assert all(".lora_" in k for k in fh.keys())  # noqa: SIM118  (no embedding/lm_head copies)
         a_q = fh.get_tensor("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight")
         b_v = fh.get_tensor("base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight")
     a0, b0 = start["transformer.encoder.layers.1.self_attention.query_key_value"]

@@ -144,7 +144,7 @@ def write_peft(folder: Path, native: dict[str, tuple[Any, Any, float]], source: 
     save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": scale * rank,
               "lora_dropout": source.dropout, "target_modules": target_names(list(native), model), "bias": "none",
-              "base_model_name_or_path": source.base_model, "inference_mode": True, "use_rslora": False}
+              "base_model_name_or_path": None, "inference_mode": True, "use_rslora": False}
     (folder / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
