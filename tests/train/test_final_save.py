@@ -153,3 +153,20 @@ def test_ptuning_prefix_is_written_from_the_gathered_state(tmp_path: Path, token
     saved = torch.load(tmp_path / "out" / "pytorch_model.bin", weights_only=True)
     assert list(saved) == [PREFIX_KEY] and torch.equal(saved[PREFIX_KEY], gathered[key])
     assert gathered[key].abs().sum() > 0  # the module itself holds zeros: the file came from the gather
+
+
+def test_fsdp_on_cpu_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No data conversion, no model load, nothing written to output_dir before the refusal."""
+    import torch
+
+    from glmtune.train.config import TrainConfig as Config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same verdict on a GPU machine
+    from glmtune.train.runner import run
+
+    data = tmp_path / "d.json"
+    data.write_text('[{"instruction": "hi", "output": "ok"}]', encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="fsdp: needs GPUs"):
+        run(Config(model="builtin:tiny-chatglm2", data=str(data), output_dir=str(out), fsdp="full_shard"))
+    assert not out.exists()

@@ -231,6 +231,7 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
 
     state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: torchrun on CPU -> gloo DDP
     out = Path(cfg.output_dir)
+    fsdp_arguments(cfg.fsdp, torch.cuda.is_available())  # refused on CPU before any data or model work
     train_data.check_inputs(cfg.data_paths, "data")  # before minutes of model loading
     train_data.check_inputs(cfg.eval_paths, "eval_data")
     train_data.reconcile_tokenized(cfg, cfg.data_paths)  # the settings saved below are the ones used
