@@ -114,9 +114,6 @@ def export_hf(model_path: str | Path, out: str | Path, shard_size: str = "2GB", 
 def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
                    family: str | None = None, overwrite: bool = False, model: Any = None) -> Path:
     """Write ``model_path`` (THUDM or exported Glm layout) back in the THUDM ChatGLM2/3 layout."""
-    from huggingface_hub import split_torch_state_dict_into_shards
-    from safetensors.torch import save_file
-
     from glmtune.models.glm_mapping.config_map import to_chatglm_config
     from glmtune.models.glm_mapping.state_map import to_chatglm
     from glmtune.utils.io import atomic_dir, claim_output, write_marker
@@ -133,18 +130,27 @@ def export_chatglm(model_path: str | Path, out: str | Path, shard_size: str = "2
     del state
     dtype_name = str(next(iter(thudm.values())).dtype).replace("torch.", "")
     cfg = to_chatglm_config(model.config, dtype_name)
-    split = split_torch_state_dict_into_shards(thudm, filename_pattern="model{suffix}.safetensors",
-                                               max_shard_size=shard_size)
+    gen = {"eos_token_id": cfg.get("eos_token_id", 2), "pad_token_id": cfg.get("pad_token_id", 0)}
     with atomic_dir(out) as tmp:
-        for filename, keys in split.filename_to_tensors.items():
-            save_file({k: thudm[k] for k in keys}, str(tmp / filename), metadata={"format": "pt"})
-        if split.is_sharded:
-            index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in thudm.values())},
-                     "weight_map": split.tensor_to_filename}
-            (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        gen = {"eos_token_id": cfg.get("eos_token_id", 2), "pad_token_id": cfg.get("pad_token_id", 0)}
-        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
+        write_thudm_files(tmp, thudm, cfg, gen, shard_size)
         _write_tokenizer(src, tmp, via_glmtune=False, family=family)
         write_marker(tmp, "export-chatglm")
     return Path(out)
+
+
+def write_thudm_files(folder: Path, state: dict[str, Any], cfg: dict[str, Any], gen: dict[str, Any],
+                      shard_size: str) -> None:
+    """Safetensors shards (+ index when sharded), config.json and generation_config.json of a THUDM folder."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    split = split_torch_state_dict_into_shards(state, filename_pattern="model{suffix}.safetensors",
+                                               max_shard_size=shard_size)
+    for filename, keys in split.filename_to_tensors.items():
+        save_file({k: state[k] for k in keys}, str(folder / filename), metadata={"format": "pt"})
+    if split.is_sharded:
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+                 "weight_map": split.tensor_to_filename}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    (folder / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")

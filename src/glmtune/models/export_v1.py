@@ -10,7 +10,6 @@ files for it to point at. There is no ``--to hf`` for v1: transformers has no v1
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +69,7 @@ def v1_thudm_state(model: Any) -> dict[str, Any]:
 def export_chatglm_v1(model_path: str | Path, out: str | Path, shard_size: str = "2GB", dtype: Any = None,
                       family: str | None = None, overwrite: bool = False, model: Any = None) -> Path:
     """Write ChatGLM-6B checkpoint ``model_path`` (or the already loaded, e.g. merged, ``model``) to ``out``."""
-    from huggingface_hub import split_torch_state_dict_into_shards
-    from safetensors.torch import save_file
-
-    from glmtune.models.export import _stored_dtype, _write_tokenizer
+    from glmtune.models.export import _stored_dtype, _write_tokenizer, write_thudm_files
     from glmtune.models.families import read_folder_configs
     from glmtune.utils.io import atomic_dir, claim_output, write_marker
 
@@ -88,19 +84,9 @@ def export_chatglm_v1(model_path: str | Path, out: str | Path, shard_size: str =
     state = v1_thudm_state(model)
     dtype_name = str(state["transformer.word_embeddings.weight"].dtype).replace("torch.", "")
     cfg = v1_thudm_config(model.config, dtype_name, read_folder_configs(src)[0])
-    split = split_torch_state_dict_into_shards(state, filename_pattern="model{suffix}.safetensors",
-                                               max_shard_size=shard_size)
+    gen = {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"], "pad_token_id": cfg["pad_token_id"]}
     with atomic_dir(out) as tmp:
-        for filename, keys in split.filename_to_tensors.items():
-            save_file({k: state[k] for k in keys}, str(tmp / filename), metadata={"format": "pt"})
-        if split.is_sharded:
-            index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
-                     "weight_map": split.tensor_to_filename}
-            (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        gen = {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
-               "pad_token_id": cfg["pad_token_id"]}
-        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
+        write_thudm_files(tmp, state, cfg, gen, shard_size)
         _write_tokenizer(src, tmp, via_glmtune=False, family="chatglm")
         write_marker(tmp, "export-chatglm")
     return Path(out)
