@@ -296,7 +296,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--cutoff", type=int, default=512)
     ap.add_argument("--lora-r", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=2, help="rounds of glmtune / LLaMA-Factory / glmtune random")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of glmtune / LLaMA-Factory / glmtune random")
     ap.add_argument("--extra-repeats", type=int, default=1,
                     help="rounds that also run LLaMA-Factory without gradient checkpointing and the pad-to-max script")
     ap.add_argument("--pad-steps", type=int, default=20,

@@ -52,3 +52,42 @@ def test_chunked_loss_refuses_models_without_output_layer():
 
     with pytest.raises(GlmtuneError, match="chunked_loss"):
         chunked_causal_lm_loss(NoHead(), {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.zeros(1, 3)})
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_online_tiles_equal_autograd_cross_entropy(with_bias):
+    """The frozen-head fp32 path (online softmax over vocabulary tiles) against plain autograd: several
+    row and vocabulary tiles, a ragged last tile, and logits large enough that a naive exp overflows."""
+    from glmtune.train.loss import TILE_ROWS, TILE_VOCAB, chunked_cross_entropy
+
+    torch.manual_seed(0)
+    vocab, dim, rows = 2 * TILE_VOCAB + 37, 16, TILE_ROWS + 9
+    head = torch.nn.Linear(dim, vocab, bias=with_bias).requires_grad_(False)
+    head.weight.mul_(40)  # logits in the hundreds: exp overflows float32 without the running max
+    hidden = torch.randn(1, rows + 1, dim, requires_grad=True)
+    labels = torch.randint(0, vocab, (1, rows + 1))
+    labels[0, 5:20] = -100
+    total, count = chunked_cross_entropy(hidden, labels, head)
+    total.backward()
+    grad = hidden.grad.clone()
+    hidden.grad = None
+    logits = head(hidden[0, :-1])
+    ref = torch.nn.functional.cross_entropy(logits, labels[0, 1:], reduction="sum")
+    ref.backward()
+    assert int(count) == rows - 15
+    assert float(ref) > 1e3 and torch.isfinite(total)
+    torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(grad, hidden.grad, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # evaluation: the value alone
+        torch.testing.assert_close(chunked_cross_entropy(hidden, labels, head)[0], ref.detach(), rtol=1e-5, atol=1e-3)
+
+
+def test_online_tiles_without_targets_is_zero():
+    from glmtune.train.loss import chunked_cross_entropy
+
+    head = torch.nn.Linear(8, 100, bias=False).requires_grad_(False)
+    hidden = torch.randn(1, 5, 8, requires_grad=True)
+    total, count = chunked_cross_entropy(hidden, torch.full((1, 5), -100), head)
+    total.backward()
+    assert float(total) == 0.0 and int(count) == 0
+    assert torch.equal(hidden.grad, torch.zeros_like(hidden))

@@ -193,7 +193,7 @@ class ChatGLMV1ForCausalLM(V1GenerationMixin, ChatGLMV1PreTrainedModel, Generati
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        logits_to_keep: int = 0,
+        logits_to_keep: int | torch.Tensor = 0,
         past_key_values: Cache | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
@@ -202,7 +202,9 @@ class ChatGLMV1ForCausalLM(V1GenerationMixin, ChatGLMV1PreTrainedModel, Generati
                                inputs_embeds=inputs_embeds, use_cache=use_cache,
                                output_hidden_states=output_hidden_states)
         hidden = out.last_hidden_state
-        if logits_to_keep and labels is None:
+        if isinstance(logits_to_keep, torch.Tensor) and labels is None:
+            hidden = hidden[:, logits_to_keep]  # positions to keep (transformers' 1-D convention)
+        elif logits_to_keep and labels is None:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)
         loss = None
