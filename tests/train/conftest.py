@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from train_overrides import base_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 ALPACA = REPO / "examples" / "data" / "alpaca_bilingual.json"
@@ -33,17 +34,6 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "small.json"
     path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return path
-
-
-def base_overrides(model_dir: Path, data_file: Path, out: Path, **extra: object) -> list[str]:
-    """key=value overrides of a fast CPU run on the tiny model (``extra`` may replace any, data included)."""
-    values: dict[str, object] = {
-        "model": str(model_dir), "data": str(data_file), "output_dir": str(out), "method": "full",
-        "max_steps": 6, "batch_size": 4, "learning_rate": 3e-3, "logging_steps": 1, "save_steps": 100,
-        "cutoff_len": 96, "precision": "fp32", "report_to": "[none]", "lr_scheduler": "constant",
-    }  # fmt: skip
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from train_overrides import base_overrides
 
-from conftest import base_overrides
 from glmtune.cli import main as cli
 
 

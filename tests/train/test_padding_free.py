@@ -20,7 +20,8 @@ def token_losses(model, batch) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("family", "method"), [("chatglm2", "full"), ("chatglm3", "full"), ("glm4", "full"),
-                                                ("chatglm2", "ptuning"), ("chatglm3", "ptuning")])
+                                                ("chatglm2", "ptuning"), ("chatglm3", "ptuning"),
+                                                ("chatglm", "full"), ("chatglm", "ptuning")])
 def test_each_example_in_a_flattened_batch_scores_as_alone(reference, family, method):
     model, tokenizer = family_model(reference, family)
     model = apply_method(model, family, method)
@@ -41,7 +42,8 @@ def test_each_example_in_a_flattened_batch_scores_as_alone(reference, family, me
         assert not torch.allclose(token_losses(model, spoiled), together, atol=1e-3)
 
 
-@pytest.mark.parametrize(("family", "method"), [("chatglm2", "lora"), ("chatglm3", "ptuning"), ("glm4", "freeze")])
+@pytest.mark.parametrize(("family", "method"), [("chatglm2", "lora"), ("chatglm3", "ptuning"), ("glm4", "freeze"),
+                                                ("chatglm", "lora"), ("chatglm", "ptuning")])
 def test_flattened_training_loss_and_grads_equal_padded(reference, family, method):
     model, tokenizer = family_model(reference, family)
     model = apply_method(model, family, method)
@@ -83,9 +85,26 @@ def test_flatten_batch_layout():
     assert segments(torch.arange(7)[None], 7) is None
 
 
-def test_v1_and_eager_keep_padded_batches(reference):
+def test_v1_flattened_layout_is_each_example_alone(reference):
+    from glmtune.models.chatglm_v1.masks import flattened_layout, masks_and_positions
+
+    model, tokenizer = family_model(reference, "chatglm")
+    rows = examples(model, tokenizer, lengths=((9, 4), (6, 2)))
+    batch = flatten_batch(rows)
+    masks, positions = flattened_layout(batch["input_ids"], batch["position_ids"], model.config)
+    start = 0
+    for (b, s, e, mask), row in zip(masks.parts, rows, strict=True):
+        n = len(row["input_ids"])
+        alone_mask, alone_pos = masks_and_positions(torch.tensor([row["input_ids"]]), model.config)
+        assert (b, s, e) == (0, start, start + n)
+        assert torch.equal(mask, alone_mask) and torch.equal(positions[:, :, s:e], alone_pos)
+        start += n
+    assert start == batch["input_ids"].shape[1]
+
+
+def test_v1_flattens_natively_and_eager_glm_keeps_padded_batches(reference):
     model, _ = family_model(reference, "chatglm")
-    assert not enable_padding_free(model)  # v1: prefix-bidirectional masks and 2-D positions
+    assert enable_padding_free(model)  # v1: per-example masks and 2-D positions from the restarts
     glm4, _ = family_model(reference, "glm4")
     glm4.set_attn_implementation("eager")
     assert not enable_padding_free(glm4) and glm4.config._attn_implementation == "eager"

@@ -83,8 +83,8 @@ def test_diverging_run_never_saves_non_finite_weights(tiny_model, small_data, tm
     optimizer step, and the checkpoint it names has only finite tensors."""
     import torch
     from safetensors.torch import load_file
+    from train_overrides import base_overrides
 
-    from conftest import base_overrides
     from glmtune.cli import main as cli
 
     out = tmp_path / "diverge"

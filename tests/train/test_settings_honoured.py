@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from train_overrides import base_overrides
 
-from conftest import base_overrides
 from glmtune.cli import main as cli
 
 

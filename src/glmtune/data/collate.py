@@ -15,10 +15,11 @@ example. v2/v3/hf get a 4-D block-diagonal causal mask (additive, 0 / dtype min)
 attends to another whatever the attention backend; v1 gets the v1 model's own block mask and
 [B, 2, L] positions (``glmtune.models.chatglm_v1.masks.packed_inputs``).
 
-Flattened batches (``flatten=True``, what ``glmtune train`` uses on ``GlmForCausalLM`` models by
-default, ``padding_free``): the whole batch is one unpadded row with positions restarting per example
-and no mask; the model's ``glmtune_flat_sdpa`` attention keeps examples apart
-(``glmtune.models.glm_mapping.flat_attention``).
+Flattened batches (``flatten=True``, what ``glmtune train`` uses by default, ``padding_free``): the
+whole batch is one unpadded row with positions restarting per example and no mask; on
+``GlmForCausalLM`` the ``glmtune_flat_sdpa`` attention keeps examples apart
+(``glmtune.models.glm_mapping.flat_attention``), and the v1 module builds each example's own mask and
+2-D positions (``glmtune.models.chatglm_v1.masks.flattened_layout``).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class TrainConfig:
     round_prompt_always: bool = False  # chatglm (v1): '[Round 0]' prompt without history (official ptuning)
     train_on_observation: bool = True  # chatglm3: learn tool-result turns, as finetune_hf.py does
     packing: bool = False  # concatenate examples into cutoff_len blocks (no padding waste)
-    padding_free: bool = True  # each batch as one unpadded row, attention per example (ChatGLM2/3, GLM-4; v1 pads)
+    padding_free: bool = True  # each batch as one unpadded row, attention per example (every ChatGLM generation)
     group_by_length: bool = True  # batch examples of similar length (less padding); ignored with packing
     num_proc: int = 1  # processes for tokenizing
     # --- optimisation ---

@@ -7,6 +7,7 @@ Attention numerics follow v1: scores ``q.k / (sqrt(d) * (layer_id+1))``, masked 
   coefficient cancels mathematically; a masked entry weighs exp(-10000*(layer_id+1)) = 0 in v1 as
   with -inf here, except on a fully masked query row (a left pad), where v1 gets uniform attention.
   We reproduce that by zeroing those queries and unmasking their row (all scores 0 -> uniform).
+A flattened batch (``masks.SegmentMasks``) attends once per example, each with its own mask.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from glmtune.models.chatglm_v1.masks import SegmentMasks
 from glmtune.models.chatglm_v1.rotary import apply_rotary
 
 
@@ -37,7 +39,7 @@ class SelfAttention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | SegmentMasks,
         cos: torch.Tensor,
         sin: torch.Tensor,
         prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -54,12 +56,30 @@ class SelfAttention(nn.Module):
         if prefix is not None:
             key = torch.cat((prefix[0].to(key.dtype), key), dim=2)
             value = torch.cat((prefix[1].to(value.dtype), value), dim=2)
-        if getattr(self.config, "_attn_implementation", None) == "eager":
-            context = self._eager(query, key, value, mask)
+        if isinstance(mask, SegmentMasks):
+            context = self._per_example(query, key, value, mask)
         else:
-            context = self._sdpa(query, key, value, mask)
+            context = self._attend(query, key, value, mask)
         context = context.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
         return self.dense(context)
+
+    def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if getattr(self.config, "_attn_implementation", None) == "eager":
+            return self._eager(query, key, value, mask)
+        return self._sdpa(query, key, value, mask)
+
+    def _per_example(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     masks: SegmentMasks) -> torch.Tensor:
+        """Each example of a flattened batch with its own keys (after any P-Tuning prefix) and mask."""
+        n_prefix = key.shape[2] - query.shape[2]
+        rows: list[list[torch.Tensor]] = [[] for _ in range(query.shape[0])]
+        for b, start, end, mask in masks.parts:
+            k, v = key[b:b + 1, :, n_prefix + start: n_prefix + end], value[b:b + 1, :, n_prefix + start: n_prefix + end]
+            if n_prefix:
+                k = torch.cat((key[b:b + 1, :, :n_prefix], k), dim=2)
+                v = torch.cat((value[b:b + 1, :, :n_prefix], v), dim=2)
+            rows[b].append(self._attend(query[b:b + 1, :, start:end], k, v, mask))
+        return torch.cat([torch.cat(parts, dim=2) for parts in rows], dim=0)
 
     def _eager(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         coeff = float(self.layer_id + 1)
@@ -109,7 +129,7 @@ class GLMBlock(GradientCheckpointingLayer):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | SegmentMasks,
         cos: torch.Tensor,
         sin: torch.Tensor,
         prefix_key: torch.Tensor | None = None,

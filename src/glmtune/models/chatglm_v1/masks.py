@@ -13,6 +13,10 @@ mask_position = ctx - 1 (as if the last context token were the gMASK).
 With a 2-D padding mask (1 = real, 0 = pad) the layout is computed on the real tokens only and
 scattered back (what the v1 tokenizer's ``pad`` does for left padding): pad columns are masked,
 pad query rows are fully masked (the model gives them uniform attention) and pad positions are 0.
+
+Flattened batches (``position_ids`` [B, L] restarting at 0 per example, no ``attention_mask``: what
+``glmtune train`` feeds by default, ``padding_free``): each example gets its own small mask and 2-D
+positions, computed as for the example alone (:func:`flattened_layout`); no [L, L] mask exists.
 """
 
 from __future__ import annotations
@@ -134,3 +138,33 @@ def last_positions(input_ids: torch.Tensor, config: Any, valid: torch.Tensor, q_
             out[b, 0, i] = j if j < ctx else mask_pos
             out[b, 1, i] = 0 if j < ctx else j - ctx + 1
     return out
+
+
+class SegmentMasks:
+    """The masks of a flattened batch, one per example: ``parts`` holds ``(row, start, end, mask)`` with
+    ``mask`` [1, 1, n, n] (True = masked). Attention runs once per example (``attention.SelfAttention``)."""
+
+    def __init__(self, parts: list[tuple[int, int, int, torch.Tensor]]) -> None:
+        self.parts = parts
+
+    def with_prefix(self, n_prefix: int) -> SegmentMasks:
+        """The same masks with ``n_prefix`` always-visible P-Tuning keys in front."""
+        return SegmentMasks([(b, s, e, torch.cat((m.new_zeros(*m.shape[:-1], n_prefix), m), dim=-1))
+                             for b, s, e, m in self.parts])
+
+
+def flattened_layout(input_ids: torch.Tensor, position_ids: torch.Tensor, config: Any) -> tuple[SegmentMasks, torch.Tensor]:
+    """(per-example masks, [B, 2, L] positions) of rows holding unpadded examples back to back; an example
+    starts wherever ``position_ids`` [B, L] do not go up by one."""
+    batch, length = input_ids.shape
+    device = input_ids.device
+    restarts = (torch.diff(position_ids.to(device), dim=-1) != 1).expand(batch, length - 1)
+    positions = torch.zeros(batch, 2, length, dtype=torch.long, device=device)
+    parts = []
+    for b in range(batch):
+        cuts = [0, *(restarts[b].nonzero().flatten() + 1).tolist(), length]
+        for start, end in zip(cuts[:-1], cuts[1:]):
+            mask, pos = sequence_layout(input_ids[b, start:end].tolist(), config, device)
+            parts.append((b, start, end, mask[None, None]))
+            positions[b, :, start:end] = pos
+    return SegmentMasks(parts), positions

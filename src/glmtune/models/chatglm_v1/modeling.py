@@ -6,6 +6,8 @@ checkpoints load directly and LoRA targets keep their familiar names. Layout is 
 Masks/positions (see ``masks.py``): forward accepts a v1 4-D bool mask (True = masked) with [B,2,L]
 ``position_ids`` (what the v1 tokenizer returns; also how packed rows are fed), or a plain 2-D
 padding mask (1 = real), or nothing; missing pieces are derived from ``input_ids`` as the original.
+[B, L] ``position_ids`` without a mask mark a flattened batch (examples back to back, positions
+restarting at 0): each example is masked and positioned as if alone (``masks.flattened_layout``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from glmtune.models.cache_names import CACHE_FIELD, cache_from
 from glmtune.models.chatglm_v1.attention import GLMBlock
 from glmtune.models.chatglm_v1.configuration import ChatGLMV1Config
 from glmtune.models.chatglm_v1.generation import V1GenerationMixin
-from glmtune.models.chatglm_v1.masks import incremental_mask, masks_and_positions
+from glmtune.models.chatglm_v1.masks import (
+    SegmentMasks,
+    flattened_layout,
+    incremental_mask,
+    masks_and_positions,
+)
 from glmtune.models.chatglm_v1.prefix_encoder import PrefixEncoder
 from glmtune.models.chatglm_v1.rotary import rotary_cos_sin
 
@@ -95,9 +102,17 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
         prefix_kv = self.prefix_encoder(batch, inputs_embeds.dtype) if n_prefix else [(None, None)] * len(self.layers)
         if position_ids is None and real_past and cache is not None:
             position_ids = _continue_positions(cache, length)
-        mask, position_ids = self._mask_and_positions(input_ids, attention_mask, position_ids, batch, length,
-                                                      real_past, inputs_embeds.device)
-        if n_prefix:
+        mask: torch.Tensor | SegmentMasks
+        if (position_ids is not None and position_ids.dim() == 2 and attention_mask is None and not real_past
+                and input_ids is not None):
+            mask, position_ids = flattened_layout(input_ids, position_ids, self.config)
+            cache, use_cache = None, False  # a flattened row is no conversation to continue
+        else:
+            mask, position_ids = self._mask_and_positions(input_ids, attention_mask, position_ids, batch, length,
+                                                          real_past, inputs_embeds.device)
+        if n_prefix and isinstance(mask, SegmentMasks):
+            mask = mask.with_prefix(n_prefix)
+        elif n_prefix:
             visible = torch.zeros(batch, 1, length, n_prefix, dtype=torch.bool, device=mask.device)
             mask = torch.cat((visible, mask), dim=-1)
         if cache is not None:
@@ -133,7 +148,8 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
                 raise GlmtuneError(f"attention_mask must be 2-D [B, L] or 4-D [B, 1, L, L], got {attention_mask.dim()}-D")
         if position_ids is not None:
             if position_ids.dim() != 3 or position_ids.shape[1] != 2:
-                raise GlmtuneError(f"ChatGLM-6B position_ids must be [batch, 2, length], got {list(position_ids.shape)}")
+                raise GlmtuneError(f"ChatGLM-6B position_ids must be [batch, 2, length] (or [batch, length] restarting per "
+                                  f"example, without attention_mask, for a flattened batch), got {list(position_ids.shape)}")
             position_ids = position_ids[..., -length:].to(device)
         if real_past == 0:
             if mask4d is None or position_ids is None:

@@ -87,16 +87,21 @@ AttentionMaskInterface.register(FLAT_SDPA, flat_mask)
 def enable_padding_free(model: Any) -> bool:
     """Switch a ``GlmForCausalLM`` (also under peft) to attention that keeps flattened examples apart.
 
-    Returns False (nothing changed) for any other model or attention implementation (ChatGLM-6B v1's own
-    module, eager attention): those keep padded batches."""
+    ChatGLM-6B v1's own module keeps them apart by itself (``chatglm_v1.masks.flattened_layout``, any
+    attention): True, nothing changed. Returns False (nothing changed) for any other model and for
+    ``GlmForCausalLM`` with eager attention: those keep padded batches."""
     from transformers import GlmForCausalLM
 
+    from glmtune.models.chatglm_v1.modeling import ChatGLMV1ForCausalLM
+
     base = model
-    while not isinstance(base, GlmForCausalLM):
+    while not isinstance(base, (GlmForCausalLM, ChatGLMV1ForCausalLM)):
         inner = getattr(base, "get_base_model", None)
         if inner is None or inner() is base:
             return False
         base = inner()
+    if isinstance(base, ChatGLMV1ForCausalLM):
+        return True
     attn = base.config._attn_implementation
     if attn in (FLAT_SDPA, PREFIX_SDPA):
         return True
