@@ -91,3 +91,24 @@ def test_online_tiles_without_targets_is_zero():
     total.backward()
     assert float(total) == 0.0 and int(count) == 0
     assert torch.equal(hidden.grad, torch.zeros_like(hidden))
+
+
+def test_online_tiles_edge_cases():
+    """A first vocabulary tile of -inf logits (masked-out entries) is no NaN; inside an autocast region
+    the tiles stay float32; both equal the plain loss."""
+    from glmtune.train.loss import TILE_VOCAB, chunked_cross_entropy
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 2 * TILE_VOCAB + 5).requires_grad_(False)
+    head.bias[:TILE_VOCAB] = float("-inf")
+    hidden = torch.randn(1, 7, 8, requires_grad=True)
+    labels = torch.randint(TILE_VOCAB, 2 * TILE_VOCAB + 5, (1, 7))
+    ref = torch.nn.functional.cross_entropy(head(hidden[0, :-1]), labels[0, 1:], reduction="sum")
+    (ref_grad,) = torch.autograd.grad(ref, hidden)
+    total, _ = chunked_cross_entropy(hidden, labels, head)
+    (grad,) = torch.autograd.grad(total, hidden)
+    torch.testing.assert_close(total, ref.detach(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_autocast, _ = chunked_cross_entropy(hidden, labels, head)
+    torch.testing.assert_close(in_autocast, ref.detach(), rtol=1e-5, atol=1e-4)

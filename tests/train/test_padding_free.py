@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from loss_models import apply_method, examples, family_model, padded
 
 from glmtune.data.collate import Collator, flatten_batch
+from glmtune.errors import GlmtuneError
 from glmtune.models.glm_mapping.flat_attention import FLAT_SDPA, enable_padding_free, segments
 from glmtune.train.loss import chunked_causal_lm_loss
 
@@ -100,6 +101,12 @@ def test_v1_flattened_layout_is_each_example_alone(reference):
         assert torch.equal(mask, alone_mask) and torch.equal(positions[:, :, s:e], alone_pos)
         start += n
     assert start == batch["input_ids"].shape[1]
+    two = {k: v.expand(2, -1) for k, v in batch.items()}  # two rows: each gets its own examples
+    masks2, positions2 = flattened_layout(two["input_ids"], two["position_ids"], model.config)
+    assert [p[:3] for p in masks2.parts] == [(b, *p[1:3]) for b in (0, 1) for p in masks.parts]
+    assert torch.equal(positions2, positions.expand(2, -1, -1))
+    with pytest.raises(GlmtuneError, match="use_cache=True"):  # a flattened row cannot be continued
+        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=True)
 
 
 def test_v1_flattens_natively_and_eager_glm_keeps_padded_batches(reference):

@@ -90,6 +90,7 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
                 raise GlmtuneError("pass input_ids or inputs_embeds")
             inputs_embeds = self.word_embeddings(input_ids)
         batch, length = inputs_embeds.shape[:2]
+        cache_asked = use_cache
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training:
             use_cache, cache = False, None
@@ -105,6 +106,9 @@ class ChatGLMV1Model(ChatGLMV1PreTrainedModel):
         mask: torch.Tensor | SegmentMasks
         if (position_ids is not None and position_ids.dim() == 2 and attention_mask is None and not real_past
                 and input_ids is not None):
+            if cache_asked:
+                raise GlmtuneError("use_cache=True with [batch, length] position_ids (a flattened batch): "
+                                   "pass [batch, 2, length] positions to continue a sequence")
             mask, position_ids = flattened_layout(input_ids, position_ids, self.config)
             cache, use_cache = None, False  # a flattened row is no conversation to continue
         else:
