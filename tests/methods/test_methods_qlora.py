@@ -82,3 +82,20 @@ def test_quantized_model_loads_on_this_ranks_device(monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv("LOCAL_RANK", local_rank)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert get_method("qlora").model_load_kwargs(make_cfg("qlora"))["device_map"] == expected
+
+
+def test_kbit_preparation_keeps_embedding_and_head_in_compute_dtype(q_dir: Path):
+    """The 0.53B embedding + output parameters of a 6B ChatGLM stay in bf16/fp16 (peft's preparation
+    would make them float32: +2 GB); only fp16 norms and biases go to float32; all is frozen."""
+    from transformers import GlmForCausalLM
+
+    from glmtune.methods.qlora import prepare_kbit
+
+    for dtype in (torch.bfloat16, torch.float16):
+        model = GlmForCausalLM.from_pretrained(q_dir, dtype=dtype)
+        prepare_kbit(model)
+        assert not any(p.requires_grad for p in model.parameters())
+        assert model.get_input_embeddings().weight.dtype == dtype
+        assert model.get_output_embeddings().weight.dtype == dtype
+        norm = model.model.norm.weight.dtype
+        assert norm == (torch.float32 if dtype == torch.float16 else torch.bfloat16)

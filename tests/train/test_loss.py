@@ -112,3 +112,20 @@ def test_online_tiles_edge_cases():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         in_autocast, _ = chunked_cross_entropy(hidden, labels, head)
     torch.testing.assert_close(in_autocast, ref.detach(), rtol=1e-5, atol=1e-4)
+
+
+def test_float32_hidden_states_before_a_bf16_head():
+    """peft keeps LoRA weights in float32, which can leave the hidden states float32 in a bf16 model:
+    the head then runs in its own dtype, as under autocast, and the gradient comes back in float32."""
+    from glmtune.train.loss import chunked_cross_entropy
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 300, bias=False).to(torch.bfloat16).requires_grad_(False)
+    hidden = torch.randn(1, 9, 16, requires_grad=True)
+    labels = torch.randint(0, 300, (1, 9))
+    total, _ = chunked_cross_entropy(hidden, labels, head)
+    total.backward()
+    ref = torch.nn.functional.cross_entropy(head(hidden[0, :-1].to(torch.bfloat16)).float(), labels[0, 1:],
+                                            reduction="sum")
+    torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-4)
+    assert hidden.grad is not None and hidden.grad.dtype == torch.float32 and bool(hidden.grad.abs().sum() > 0)

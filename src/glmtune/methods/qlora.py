@@ -57,6 +57,21 @@ def local_device_map() -> dict[str, int | str]:
     return {"": int(os.environ.get("LOCAL_RANK") or 0)}
 
 
+def prepare_kbit(model: Any) -> None:
+    """Freeze the quantised base; float16 norms and biases go to float32 (fp16 overflows there).
+
+    Unlike peft's ``prepare_model_for_kbit_training``, the embedding and output layer stay in the
+    compute dtype: their float32 copies cost 2 GB on ChatGLM2/3-6B (0.53B parameters x 4 bytes), more
+    than half of the 4-bit body, and the loss is computed in float32 either way. Checkpointing is
+    glmtune's own (peft's route calls transformers' deprecated ``gradient_checkpointing_enable``)."""
+    import torch
+
+    for param in model.parameters():
+        param.requires_grad_(False)
+        if param.dtype == torch.float16 and param.dim() == 1 and param.__class__.__name__ != "Params4bit":
+            param.data = param.data.float()
+
+
 @register_method("qlora", QLoraConfig)
 class QLoraMethod(TuningMethod):
     """LoRA on a bitsandbytes-quantised frozen base, after peft's k-bit preparation."""
@@ -67,8 +82,6 @@ class QLoraMethod(TuningMethod):
         return {**quantization_kwargs(getattr(cfg, "qlora", None) or QLoraConfig()), "device_map": local_device_map()}
 
     def apply(self, model: Any, cfg: Any) -> Any:
-        import peft
-
         if not is_quantized(model):
             raise GlmtuneError(
                 "qlora needs a model loaded with quantization (pass method.model_load_kwargs(cfg) to "
@@ -76,9 +89,7 @@ class QLoraMethod(TuningMethod):
             )
         remember(model, self.name, cfg)
         checkpointing = bool(getattr(cfg, "gradient_checkpointing", False))
-        # freezes the base and upcasts fp16/bf16 norms and embeddings to float32; checkpointing is ours
-        # (peft's own route calls transformers' deprecated gradient_checkpointing_enable)
-        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        prepare_kbit(model)
         if checkpointing:
             enable_gradient_checkpointing(model, frozen_base=True)
         wrapped = wrap_with_lora(model, cfg)

@@ -143,6 +143,8 @@ def chunked_cross_entropy(
     y = labels[:, 1:].reshape(-1).to(h.device)
     keep = y != IGNORE_INDEX
     h, y = h[keep], y[keep]  # only target positions go through the output layer
+    if weight.is_floating_point() and h.dtype != weight.dtype:
+        h = h.to(weight.dtype)  # e.g. float32 hidden states (peft's float32 adapters) before a bf16 head
     total = _LinearCrossEntropy.apply(h, weight, bias, y, int(chunk), torch.is_grad_enabled())
     return total, keep.sum()
 
