@@ -168,3 +168,17 @@ def test_positions_without_sop_or_mask_token():
     assert not mask.any() and pos[0, 0].tolist() == [0, 1, 2] and pos[0, 1].tolist() == [0, 0, 0]
     _, pos = masks_and_positions(torch.tensor([[7, 8, GMASK, 9, BOS, 10]]), config)
     assert pos[0].tolist() == [[0, 1, 2, 3, 2, 2], [0, 0, 0, 0, 1, 2]]
+
+
+def test_thudm_v1_folder_reads_as_our_config_without_a_type_warning(reference, monkeypatch):
+    """peft re-reads the base folder's config on every adapter save: a THUDM ``"model_type": "chatglm"``
+    folder must read as this config, silently (transformers warns on a model type mismatch)."""
+    import transformers.configuration_utils as config_utils
+
+    said: list[str] = []
+    monkeypatch.setattr(config_utils.logger, "warning", lambda msg, *a, **k: said.append(str(msg)))
+    config = ChatGLMV1Config.from_pretrained(reference / "checkpoints" / "chatglm-mini")
+    assert config.model_type == "glmtune_chatglm_v1" and config.num_layers == 2 and config.hidden_size == 64
+    assert not [m for m in said if "model of type" in m]
+    chatglm2 = ChatGLMV1Config.get_config_dict(str(reference / "checkpoints" / "chatglm2-mini"))[0]
+    assert chatglm2["model_type"] == "chatglm"  # ChatGLM2/3 folders are not taken for v1

@@ -60,6 +60,15 @@ class ChatGLMV1Config(PretrainedConfig):
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @classmethod
+    def get_config_dict(cls, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A THUDM folder's ``"model_type": "chatglm"`` is this config: read it as ours (peft re-reads the
+        base folder's config on every adapter save; transformers would warn of a model type mismatch)."""
+        config, rest = super().get_config_dict(*args, **kwargs)
+        if config.get("model_type") == "chatglm" and "num_layers" in config and "inner_hidden_size" in config:
+            config = {**config, "model_type": MODEL_TYPE}
+        return config, rest
+
 
 def check_supported(cfg: dict[str, Any]) -> None:
     """Refuse THUDM settings this implementation does not reproduce, naming the field."""
