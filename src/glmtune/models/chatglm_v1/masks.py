@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from glmtune.models.flat_spans import example_spans
+
 
 def row_layout(ids: Sequence[int], config: Any) -> tuple[int, int]:
     """(context length, mask position) of one unpadded sequence."""
@@ -158,12 +160,12 @@ def flattened_layout(input_ids: torch.Tensor, position_ids: torch.Tensor, config
     starts wherever ``position_ids`` [B, L] do not go up by one."""
     batch, length = input_ids.shape
     device = input_ids.device
-    restarts = (torch.diff(position_ids.to(device), dim=-1) != 1).expand(batch, length - 1)
+    spans = example_spans(position_ids, length)
+    spans = spans * batch if len(spans) == 1 else spans  # one row of positions for every row
     positions = torch.zeros(batch, 2, length, dtype=torch.long, device=device)
     parts = []
     for b in range(batch):
-        cuts = [0, *(restarts[b].nonzero().flatten() + 1).tolist(), length]
-        for start, end in zip(cuts[:-1], cuts[1:]):
+        for start, end in spans[b]:
             mask, pos = sequence_layout(input_ids[b, start:end].tolist(), config, device)
             parts.append((b, start, end, mask[None, None]))
             positions[b, :, start:end] = pos

@@ -23,6 +23,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from glmtune.models.flat_spans import example_spans
+
 FLAT_SDPA = "glmtune_flat_sdpa"
 PREFIX_SDPA = "glmtune_prefix_sdpa"  # prefix.py's sdpa variant, which also handles flattened batches
 
@@ -38,19 +40,12 @@ def flat_mask(batch_size: int, q_length: int, kv_length: int, q_offset: Any = 0,
 
 
 def segments(position_ids: torch.Tensor | None, length: int) -> list[list[tuple[int, int]]] | None:
-    """Per row, the ``(start, end)`` spans of the examples (a new one wherever positions do not go +1);
-    None when no row has more than one example (plain causal attention is then exact)."""
+    """Per row, the ``(start, end)`` spans of the examples (``flat_spans.example_spans``); None when no
+    row has more than one example (plain causal attention is then exact)."""
     if position_ids is None or position_ids.shape[-1] != length:
         return None
-    pos = position_ids.reshape(-1, length)
-    starts = torch.diff(pos, dim=-1) != 1
-    if not bool(starts.any()):
-        return None
-    rows = []
-    for row in starts.tolist():
-        cuts = [0, *[i + 1 for i, s in enumerate(row) if s], length]
-        rows.append(list(zip(cuts[:-1], cuts[1:])))
-    return rows
+    rows = example_spans(position_ids, length)
+    return rows if any(len(row) > 1 for row in rows) else None
 
 
 def per_segment(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, spans: list[list[tuple[int, int]]],
