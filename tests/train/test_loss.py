@@ -54,16 +54,28 @@ def test_chunked_loss_refuses_models_without_output_layer():
         chunked_causal_lm_loss(NoHead(), {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.zeros(1, 3)})
 
 
+@pytest.mark.parametrize(("scale", "redone"), [(1.0, False), (40.0, True), (-40.0, True)],
+                         ids=["plain-exp", "logits-in-the-hundreds", "all-logits-very-negative"])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_online_tiles_equal_autograd_cross_entropy(with_bias):
-    """The frozen-head fp32 path (online softmax over vocabulary tiles) against plain autograd: several
-    row and vocabulary tiles, a ragged last tile, and logits large enough that a naive exp overflows."""
+def test_online_tiles_equal_autograd_cross_entropy(with_bias, scale, redone, monkeypatch):
+    """The frozen-head fp32 path (softmax sums over vocabulary tiles) against plain autograd: several
+    row and vocabulary tiles, a ragged last tile. Ordinary logits take the unshifted ``exp`` pass alone;
+    logits in the hundreds (``exp`` overflows) or all below -87 (``exp`` underflows) are redone with
+    the running max, and only then."""
+    import glmtune.train.loss as loss_module
     from glmtune.train.loss import TILE_ROWS, TILE_VOCAB, chunked_cross_entropy
 
+    calls = []
+    running_max = loss_module._running_max
+    monkeypatch.setattr(loss_module, "_running_max", lambda *a: calls.append(1) or running_max(*a))
     torch.manual_seed(0)
     vocab, dim, rows = 2 * TILE_VOCAB + 37, 16, TILE_ROWS + 9
     head = torch.nn.Linear(dim, vocab, bias=with_bias).requires_grad_(False)
-    head.weight.mul_(40)  # logits in the hundreds: exp overflows float32 without the running max
+    if scale < 0:  # every logit of every row far below zero: exp of each underflows float32
+        head.weight.mul_(0.1)
+        head.bias = torch.nn.Parameter(torch.full((vocab,), -150.0), requires_grad=False)
+    else:
+        head.weight.mul_(scale)
     hidden = torch.randn(1, rows + 1, dim, requires_grad=True)
     labels = torch.randint(0, vocab, (1, rows + 1))
     labels[0, 5:20] = -100
@@ -75,7 +87,8 @@ def test_online_tiles_equal_autograd_cross_entropy(with_bias):
     ref = torch.nn.functional.cross_entropy(logits, labels[0, 1:], reduction="sum")
     ref.backward()
     assert int(count) == rows - 15
-    assert float(ref) > 1e3 and torch.isfinite(total)
+    assert bool(calls) == redone
+    assert torch.isfinite(total) and (float(logits.max()) > 88) == (scale > 1)  # exp(88.8) is inf in float32
     torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(grad, hidden.grad, rtol=1e-4, atol=1e-5)
     with torch.no_grad():  # evaluation: the value alone

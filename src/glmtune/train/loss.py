@@ -35,44 +35,82 @@ IGNORE_INDEX = -100
 DEFAULT_CHUNK = 1024
 
 
-TILE_ROWS, TILE_VOCAB = 512, 512  # at most 1 MB of fp32 logits per tile: a CPU core's L2 cache (measured best)
+_LOG2E = 1.4426950408889634
+TILE_ROWS, TILE_VOCAB = 512, 512  # <= 1 MB fp32 logits per tile, near L2 size (measured best)
 
 
 def _online_tiles(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor,
                   need_h: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(sum of cross-entropies, d(sum)/d(hidden)) in one pass over the vocabulary, one exp per logit.
 
-    The softmax is accumulated online over vocabulary tiles (flash-attention's running max and rescaled
-    sums): ``sum_j exp(l_j - m) W_j`` is gathered while each tile is in cache, and
-    ``d/dh = sum_j p_j W_j - W_y = acc / s - W_y``. Nothing larger than one tile is ever allocated,
-    which on CPU also spares the page faults of fresh ``n x vocab`` buffers; fp32 only."""
+    The softmax is accumulated over vocabulary tiles while each is in cache: ``s = sum_j exp(l_j)`` and
+    ``acc = sum_j exp(l_j) W_j``, so ``loss = log s - l_y`` and ``d/dh = acc / s - W_y``. Nothing larger
+    than one tile is ever allocated, which on CPU also spares the page faults of fresh ``n x vocab``
+    buffers; fp32 only. No max is subtracted (one pass less over every tile): a float32 ``exp`` is exact
+    to its last bits over the range of real logits, and rows where it is not (a logit above ~88, or all
+    below ~-87: an infinite or subnormal ``s``) are redone with a running max."""
     total = hidden.new_zeros((), dtype=torch.float32)
     grad_h = torch.empty_like(hidden) if need_h else None
     rows = max(1, -(-hidden.shape[0] // max(1, -(-hidden.shape[0] // TILE_ROWS))))  # equal row tiles
     for r0 in range(0, hidden.shape[0], rows):
         h, y = hidden[r0: r0 + rows], labels[r0: r0 + rows]
-        n, ht = h.shape[0], h.t()
-        m = h.new_full((n,), torch.finfo(torch.float32).min)  # finite: a tile of -inf logits gives 0, not NaN
-        s = h.new_zeros(n)
-        acc = h.new_zeros(h.shape) if need_h else None
-        for v0 in range(0, weight.shape[0], TILE_VOCAB):
-            w = weight[v0: v0 + TILE_VOCAB]
-            tile = torch.mm(w, ht)  # [tile_vocab, n]
-            if bias is not None:
-                tile += bias[v0: v0 + TILE_VOCAB, None]
-            new_m = torch.maximum(m, tile.amax(0))
-            rescale = torch.exp(m - new_m)
-            tile.sub_(new_m).exp_()
-            s.mul_(rescale).add_(tile.sum(0))
-            if acc is not None:
-                acc.mul_(rescale[:, None]).addmm_(tile.t(), w)
-            m = new_m
         w_y = weight[y]
         target = (h * w_y).sum(-1) + (bias[y] if bias is not None else 0)
-        total += (m + s.log() - target).sum()
-        if grad_h is not None and acc is not None:
-            grad_h[r0: r0 + n] = acc / s[:, None] - w_y
+        s, acc = _unshifted(h, weight, bias, need_h)
+        in_range = bool(((s >= torch.finfo(s.dtype).tiny) & (s < torch.inf)).all())  # NaN fails too
+        grad = acc / s[:, None] - w_y if acc is not None else None
+        if in_range and (grad is None or bool(torch.isfinite(grad).all())):
+            loss = s.log() - target
+        else:
+            loss, grad = _running_max(h, weight, bias, target, w_y, need_h)
+        total += loss.sum()
+        if grad_h is not None and grad is not None:
+            grad_h[r0: r0 + h.shape[0]] = grad
     return total, grad_h
+
+
+def _unshifted(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               need_h: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(sum_j exp(l_j), sum_j exp(l_j) W_j)`` per row, as ``2 ** (l_j log2 e)``: ``exp2`` is ~1.6x
+    faster than ``exp`` here, and the factor rides on the hidden states, not on every logit."""
+    n, ht = h.shape[0], (h * _LOG2E).t()
+    s = h.new_zeros(n)
+    acc = h.new_zeros(h.shape) if need_h else None
+    buffer = h.new_empty((min(TILE_VOCAB, weight.shape[0]), n))  # reused: no fresh pages per tile
+    for v0 in range(0, weight.shape[0], TILE_VOCAB):
+        w = weight[v0: v0 + TILE_VOCAB]
+        tile = buffer[: w.shape[0]]
+        if bias is None:
+            torch.mm(w, ht, out=tile)
+        else:
+            torch.addmm(bias[v0: v0 + TILE_VOCAB, None], w, ht, beta=_LOG2E, out=tile)
+        tile.exp2_()
+        s += tile.sum(0)
+        if acc is not None:
+            acc.addmm_(tile.t(), w)
+    return s, acc
+
+
+def _running_max(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor,
+                 w_y: torch.Tensor, need_h: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-row losses and gradients with flash-attention's running max and rescaled sums: any logits."""
+    n, ht = h.shape[0], h.t()
+    m = h.new_full((n,), torch.finfo(torch.float32).min)  # finite: a tile of -inf logits gives 0, not NaN
+    s = h.new_zeros(n)
+    acc = h.new_zeros(h.shape) if need_h else None
+    for v0 in range(0, weight.shape[0], TILE_VOCAB):
+        w = weight[v0: v0 + TILE_VOCAB]
+        tile = torch.mm(w, ht)  # [tile_vocab, n]
+        if bias is not None:
+            tile += bias[v0: v0 + TILE_VOCAB, None]
+        new_m = torch.maximum(m, tile.amax(0))
+        rescale = torch.exp(m - new_m)
+        tile.sub_(new_m).exp_()
+        s.mul_(rescale).add_(tile.sum(0))
+        if acc is not None:
+            acc.mul_(rescale[:, None]).addmm_(tile.t(), w)
+        m = new_m
+    return m + s.log() - target, (acc / s[:, None] - w_y if acc is not None else None)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
