@@ -88,7 +88,8 @@ class QLoraMethod(TuningMethod):
                 "glmtune.load_model); for an unquantised model use method lora"
             )
         remember(model, self.name, cfg)
-        checkpointing = bool(getattr(cfg, "gradient_checkpointing", False))
+        checkpointing = getattr(cfg, "gradient_checkpointing", None)
+        checkpointing = True if checkpointing is None else bool(checkpointing)  # unset: on (6.6 -> 4.4 GiB, 6B)
         prepare_kbit(model)
         if checkpointing:
             enable_gradient_checkpointing(model, frozen_base=True)

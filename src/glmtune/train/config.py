@@ -78,7 +78,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping (0 disables)
     seed: int = 42  # model init of new parameters, data order, dropout
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16 where supported, else fp32
-    gradient_checkpointing: bool = False  # trade compute for activation memory
+    # trade compute for activation memory; unset: on for qlora (memory is why one picks it), off otherwise
+    gradient_checkpointing: bool | None = None
     chunked_loss: bool | int = True  # loss only at labelled positions, vocab projection in token chunks (int: chunk size)
     attn_implementation: str = "sdpa"  # sdpa (default) or eager
     # --- logging, saving, eval ---
