@@ -6,7 +6,8 @@ Usage (repo root, venv active):
     python benchmarks/gpu_throughput.py --tiny     # 2 layers, hidden 64: runs anywhere (checks the script)
 
 Three runs, each in its own process (so peak memory is its own), defaults of ``glmtune train`` otherwise
-(padding-free batches, loss at labelled positions only, no gradient checkpointing):
+(padding-free batches, loss at labelled positions only), gradient checkpointing set off except in the
+``-gc`` runs (``glmtune train`` itself turns it on for QLoRA when unset):
 1. ``speed``: LoRA r=8 on q/k/v, bf16, ``--batch`` examples of ~``--seq`` tokens (about 30% prompt), timed
    steps after ``--warmup``: tokens/s, and MFU = model FLOPs / (seconds x ``--peak-tflops``), model FLOPs
    per token = 6 x (parameters without the embedding and output layer) + 6 x output layer per labelled
