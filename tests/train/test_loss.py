@@ -54,14 +54,15 @@ def test_chunked_loss_refuses_models_without_output_layer():
         chunked_causal_lm_loss(NoHead(), {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.zeros(1, 3)})
 
 
-@pytest.mark.parametrize(("scale", "redone"), [(1.0, False), (40.0, True), (-40.0, True)],
-                         ids=["plain-exp", "logits-in-the-hundreds", "all-logits-very-negative"])
+@pytest.mark.parametrize(("scale", "floor", "redone"), [
+    (1.0, None, False), (40.0, None, True), (0.1, -150.0, True), (0.1, -75.0, True), (0.1, -40.0, False),
+], ids=["plain-exp", "logits-in-the-hundreds", "all-below-exp-range", "all-near-subnormal", "all-at-minus-40"])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_online_tiles_equal_autograd_cross_entropy(with_bias, scale, redone, monkeypatch):
+def test_online_tiles_equal_autograd_cross_entropy(with_bias, scale, floor, redone, monkeypatch):
     """The frozen-head fp32 path (softmax sums over vocabulary tiles) against plain autograd: several
     row and vocabulary tiles, a ragged last tile. Ordinary logits take the unshifted ``exp`` pass alone;
-    logits in the hundreds (``exp`` overflows) or all below -87 (``exp`` underflows) are redone with
-    the running max, and only then."""
+    logits in the hundreds (``exp`` overflows), or all so low that ``exp`` underflows or its sum has
+    subnormal terms (fewer bits), are redone with the running max, and only then."""
     import glmtune.train.loss as loss_module
     from glmtune.train.loss import TILE_ROWS, TILE_VOCAB, chunked_cross_entropy
 
@@ -71,11 +72,9 @@ def test_online_tiles_equal_autograd_cross_entropy(with_bias, scale, redone, mon
     torch.manual_seed(0)
     vocab, dim, rows = 2 * TILE_VOCAB + 37, 16, TILE_ROWS + 9
     head = torch.nn.Linear(dim, vocab, bias=with_bias).requires_grad_(False)
-    if scale < 0:  # every logit of every row far below zero: exp of each underflows float32
-        head.weight.mul_(0.1)
-        head.bias = torch.nn.Parameter(torch.full((vocab,), -150.0), requires_grad=False)
-    else:
-        head.weight.mul_(scale)
+    head.weight.mul_(scale)
+    if floor is not None:  # every logit of every row near ``floor``
+        head.bias = torch.nn.Parameter(torch.full((vocab,), floor), requires_grad=False)
     hidden = torch.randn(1, rows + 1, dim, requires_grad=True)
     labels = torch.randint(0, vocab, (1, rows + 1))
     labels[0, 5:20] = -100

@@ -36,6 +36,9 @@ DEFAULT_CHUNK = 1024
 
 
 _LOG2E = 1.4426950408889634
+# Below this the softmax sum's own terms turn subnormal (fewer bits): with s >= 2^-80 the largest term is
+# >= 2^-80 / vocab, and every term within float32 precision of it stays normal for vocabularies < 2^20.
+_SMALLEST_SUM = 2.0**-80
 TILE_ROWS, TILE_VOCAB = 512, 512  # <= 1 MB fp32 logits per tile, near L2 size (measured best)
 
 
@@ -48,7 +51,7 @@ def _online_tiles(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     than one tile is ever allocated, which on CPU also spares the page faults of fresh ``n x vocab``
     buffers; fp32 only. No max is subtracted (one pass less over every tile): a float32 ``exp`` is exact
     to its last bits over the range of real logits, and rows where it is not (a logit above ~88, or all
-    below ~-87: an infinite or subnormal ``s``) are redone with a running max."""
+    below ~-55: an infinite or nearly subnormal ``s``) are redone with a running max."""
     total = hidden.new_zeros((), dtype=torch.float32)
     grad_h = torch.empty_like(hidden) if need_h else None
     rows = max(1, -(-hidden.shape[0] // max(1, -(-hidden.shape[0] // TILE_ROWS))))  # equal row tiles
@@ -57,7 +60,7 @@ def _online_tiles(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         w_y = weight[y]
         target = (h * w_y).sum(-1) + (bias[y] if bias is not None else 0)
         s, acc = _unshifted(h, weight, bias, need_h)
-        in_range = bool(((s >= torch.finfo(s.dtype).tiny) & (s < torch.inf)).all())  # NaN fails too
+        in_range = bool(((s >= _SMALLEST_SUM) & (s < torch.inf)).all())  # NaN fails too
         grad = acc / s[:, None] - w_y if acc is not None else None
         if in_range and (grad is None or bool(torch.isfinite(grad).all())):
             loss = s.log() - target
