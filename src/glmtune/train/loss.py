@@ -51,7 +51,7 @@ def _online_tiles(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     than one tile is ever allocated, which on CPU also spares the page faults of fresh ``n x vocab``
     buffers; fp32 only. No max is subtracted (one pass less over every tile): a float32 ``exp`` is exact
     to its last bits over the range of real logits, and rows where it is not (a logit above ~88, or all
-    below ~-55: an infinite or nearly subnormal ``s``) are redone with a running max."""
+    below ~-55: an infinite or nearly subnormal ``s``) are redone, alone, with a running max."""
     total = hidden.new_zeros((), dtype=torch.float32)
     grad_h = torch.empty_like(hidden) if need_h else None
     rows = max(1, -(-hidden.shape[0] // max(1, -(-hidden.shape[0] // TILE_ROWS))))  # equal row tiles
@@ -60,12 +60,15 @@ def _online_tiles(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         w_y = weight[y]
         target = (h * w_y).sum(-1) + (bias[y] if bias is not None else 0)
         s, acc = _unshifted(h, weight, bias, need_h)
-        in_range = bool(((s >= _SMALLEST_SUM) & (s < torch.inf)).all())  # NaN fails too
-        grad = acc / s[:, None] - w_y if acc is not None else None
-        if in_range and (grad is None or bool(torch.isfinite(grad).all())):
-            loss = s.log() - target
-        else:
-            loss, grad = _running_max(h, weight, bias, target, w_y, need_h)
+        loss, grad = s.log() - target, (acc / s[:, None] - w_y if acc is not None else None)
+        out = ~((s >= _SMALLEST_SUM) & (s < torch.inf))  # NaN is out too
+        if grad is not None:
+            out |= ~torch.isfinite(grad).all(-1)
+        if bool(out.any()):  # only those rows again, with the running max
+            redo = out.nonzero().squeeze(-1)
+            loss[redo], again = _running_max(h[redo], weight, bias, target[redo], w_y[redo], need_h)
+            if grad is not None and again is not None:
+                grad[redo] = again
         total += loss.sum()
         if grad_h is not None and grad is not None:
             grad_h[r0: r0 + h.shape[0]] = grad
