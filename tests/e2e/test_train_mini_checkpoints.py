@@ -66,3 +66,27 @@ def test_train_then_reload_adapter(reference, tmp_path, name, method, extra, sav
     with torch.no_grad():
         a, b = base(input_ids=ids).logits, tuned(input_ids=ids).logits
     assert torch.isfinite(b).all() and (a - b).abs().max() > 1e-4  # the trained weights are really applied
+
+
+def test_qlora_checkpoints_by_default_and_says_so(reference, tmp_path, caplog):
+    """QLoRA through the CLI: gradient checkpointing on when unset, in the log and in the saved config;
+    an explicit false is kept. The 4-bit layers are bitsandbytes' (it runs them on CPU)."""
+    pytest.importorskip("bitsandbytes")
+    import logging
+
+    import yaml
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n", encoding="utf-8")
+    base = reference / "checkpoints" / "chatglm3-mini"
+    for extra, expected in (([], True), (["gradient_checkpointing=false"], False)):
+        out = tmp_path / f"out-{expected}"
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="glmtune.train"):
+            argv = ["train", f"model={base}", "method=qlora", f"data={data}", f"output_dir={out}"]
+            assert cli([*argv, *RUN, "learning_rate=1e-3", *extra]) == 0
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("method qlora")]
+        assert said and ("gradient checkpointing on" in said[0]) is expected, said
+        saved = yaml.safe_load((out / "glmtune_train_config.yaml").read_text(encoding="utf-8"))
+        assert saved["gradient_checkpointing"] is expected
+        assert (out / "adapter_model.safetensors").is_file()

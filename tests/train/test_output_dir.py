@@ -144,3 +144,18 @@ def test_more_epochs_continue_a_finished_epoch_run(capsys, tiny_model, small_dat
     assert cli(["train", *one, "num_epochs=2", "batch_size=16", "resume=auto"]) == 0
     assert "already finished" not in capsys.readouterr().out and steps(out) == list(range(1, 9))
     assert (out / "checkpoint-4" / "trainer_state.json").stat().st_mtime_ns == saved  # continued, not redone
+
+
+def test_a_run_that_stopped_before_training_does_not_lock_its_folder(capsys, tiny_model, small_data, tmp_path):
+    """A bad model path or data row stops a run after its config is written: fixing the path and
+    training into the same folder starts over (nothing was trained there); a trained run still blocks."""
+    out = tmp_path / "run"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"oops": 1}\n', encoding="utf-8")
+    code, _, err = train(capsys, tiny_model, bad, out, max_steps=2)
+    assert code != 0 and (out / "glmtune_train_config.yaml").is_file(), err
+    code, _, err = train(capsys, tiny_model, small_data, out, max_steps=2)
+    assert code == 0, err
+    assert steps(out) and (out / "adapter_config.json").is_file()
+    code, _, err = train(capsys, tiny_model, small_data, out, max_steps=2, **{"lora.r": 4})
+    assert code == 2 and "holds another run whose settings differ (lora.r: 8 -> 4)" in err, err

@@ -36,6 +36,12 @@ class TuningMethod:
 
     name: str = ""
     config_class: type | None = None  # the dataclass of the method's own YAML block (set by register_method)
+    checkpointing_default: bool = False  # gradient checkpointing when the config leaves it unset
+
+    def checkpointing(self, cfg: Any) -> bool:
+        """``cfg.gradient_checkpointing``, or this method's default when it is unset (None)."""
+        value = getattr(cfg, "gradient_checkpointing", None)
+        return self.checkpointing_default if value is None else bool(value)
 
     def model_load_kwargs(self, cfg: Any) -> dict[str, Any]:
         """Extra kwargs for ``glmtune.load_model`` (e.g. ``{"quantization": "4bit"}``); ``{}`` by default."""

@@ -109,7 +109,7 @@ class FreezeMethod(TuningMethod):
                 param.requires_grad_(True)
         # only the trained fp16 weights get a float32 master; the frozen rest stays half under autocast
         upcast_fp16_params(model, self.name, only_trainable=True)
-        if getattr(cfg, "gradient_checkpointing", False):
+        if self.checkpointing(cfg):
             enable_gradient_checkpointing(model, frozen_base=True)
         return model
 

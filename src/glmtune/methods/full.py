@@ -42,7 +42,7 @@ class FullMethod(TuningMethod):
         upcast_fp16_params(model, self.name, only_trainable=False)
         for param in model.parameters():
             param.requires_grad_(True)
-        if getattr(cfg, "gradient_checkpointing", False):
+        if self.checkpointing(cfg):
             enable_gradient_checkpointing(model, frozen_base=False)
         return model
 

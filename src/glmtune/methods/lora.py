@@ -196,7 +196,7 @@ class LoraMethod(TuningMethod):
 
     def apply(self, model: Any, cfg: Any) -> Any:
         remember(model, self.name, cfg)
-        if getattr(cfg, "gradient_checkpointing", False):
+        if self.checkpointing(cfg):
             enable_gradient_checkpointing(model, frozen_base=True)
         wrapped = wrap_with_lora(model, cfg)
         upcast_fp16_params(wrapped, self.name, only_trainable=True)  # fp16 modules_to_save copies

@@ -67,7 +67,7 @@ class PTuningMethod(TuningMethod):
     def apply(self, model: Any, cfg: Any) -> Any:
         family = getattr(cfg, "family", None) or model_family(model)
         module = prefix_module(family)
-        if getattr(cfg, "gradient_checkpointing", False) and not getattr(module, "SUPPORTS_CHECKPOINTING", False):
+        if self.checkpointing(cfg) and not getattr(module, "SUPPORTS_CHECKPOINTING", False):
             # transformers' checkpointed decoder layers drop past_key_values, which carries the prefix
             raise ConfigError("gradient_checkpointing: not supported with method ptuning yet (the P-Tuning "
                               "prefix travels in the KV cache, which checkpointed layers drop); set it to false")
@@ -90,7 +90,7 @@ class PTuningMethod(TuningMethod):
         for param in prefix:
             param.requires_grad_(True)
         upcast_fp16_params(model, self.name, only_trainable=True)  # as THUDM: prefix_encoder.float()
-        if getattr(cfg, "gradient_checkpointing", False):
+        if self.checkpointing(cfg):
             enable_gradient_checkpointing(model, frozen_base=True)
         return model
 

@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="glmtune train",
         description=__doc__.split("\n")[0],
-        epilog="Quickstart (offline, CPU, ~3 min): glmtune train examples/quickstart.yaml",
+        epilog="Quickstart (offline, CPU, about a minute of training): glmtune train examples/quickstart.yaml",
     )
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML config (optional if all keys are given)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. lora.r=16")

@@ -8,7 +8,8 @@ trains, so a folder is always recognisable as a glmtune run, even an interrupted
   (a finished run says so and trains nothing); without ``resume`` it starts over, removing only
   the files that run wrote;
 - a glmtune run with other settings (anything that changes the weights): refused, naming the keys,
-  unless ``overwrite_output_dir=true``;
+  unless ``overwrite_output_dir=true``, or unless that run trained nothing (it stopped at a bad path
+  or data row before its first step: only its config and converted data are there);
 - a folder holding files glmtune did not write: refused unless ``overwrite_output_dir=true``.
 """
 
@@ -29,10 +30,11 @@ log = logging.getLogger("glmtune.train")
 CONFIG_NAME = "glmtune_train_config.yaml"
 DONE_NAME = "glmtune_run_done.json"  # written after the final weights: the run finished
 # keys that change how long, how often or where a run logs/saves, never what a step computes
+# (gradient checkpointing recomputes the same values)
 NEUTRAL_KEYS = frozenset({
     "output_dir", "resume", "overwrite_output_dir", "max_steps", "num_epochs", "logging_steps", "save_steps",
     "save_total_limit", "eval_steps", "eval_before", "report_to", "sample_prompts", "max_new_tokens",
-    "num_proc", "eval_batch_size", "predict_eval", "deepspeed", "fsdp",
+    "num_proc", "eval_batch_size", "predict_eval", "deepspeed", "fsdp", "gradient_checkpointing",
 })  # fmt: skip
 # what a run writes into output_dir (and so what starting over may remove)
 RUN_FILES = re.compile(
@@ -102,6 +104,16 @@ def _foreign(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if not RUN_FILES.match(p.name))
 
 
+TRAINED = re.compile(r"^(checkpoint-\d+|train_log\.jsonl|glmtune_run_done\.json|adapter_.*|model.*\.safetensors"
+                     r"|pytorch_model.*\.bin|deepspeed_weights|runs)$")  # a run that wrote any of these trained
+
+
+def _never_trained(out: Path) -> bool:
+    """Only glmtune's own files, and none a training step or a save writes (config, converted data)."""
+    names = [p.name for p in out.iterdir()]
+    return all(RUN_FILES.match(n) for n in names) and not any(TRAINED.match(n) for n in names)
+
+
 def _remove_run_files(out: Path) -> None:
     for child in out.iterdir():
         if RUN_FILES.match(child.name) and child.name != CONFIG_NAME:
@@ -164,6 +176,12 @@ def claim(out: Path, settings: dict[str, Any], resume: str | None, overwrite: bo
             "overwrite_output_dir=true to replace its contents"
         )
     changed = differences(previous, settings)
+    if changed and _never_trained(out):  # e.g. stopped at a bad model path or data row: nothing to keep
+        if act:
+            log.info("output_dir %s holds only the start of a run that trained nothing (%s): starting over",
+                     out, "; ".join(changed[:3]))
+            _remove_run_files(out)
+        return
     if changed:
         what = "resume it" if resume else "train into it"
         raise ConfigError(

@@ -144,7 +144,8 @@ def load_model_and_method(cfg: TrainConfig, family: str) -> tuple[Any, Any, Any]
     kwargs.setdefault("attn_implementation", cfg.attn_implementation)
     model = glmtune.load_model(resolve_model_path(cfg.model), family=family, **kwargs)
     model = method.apply(model, cfg)
-    log.info("method %s: %s", cfg.method, method.trainable_summary(model))
+    log.info("method %s: %s%s", cfg.method, method.trainable_summary(model),
+             "; gradient checkpointing on" if method.checkpointing(cfg) else "")
     return model, method, precision
 
 
@@ -239,6 +240,10 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
         from glmtune.methods.lora import adopt_adapter_settings, read_lora_config
 
         adopt_adapter_settings(cfg, cfg.adapter, read_lora_config(cfg.adapter))
+    if cfg.gradient_checkpointing is None:  # resolved here, so the saved config says what ran
+        from glmtune.methods import get_method
+
+        cfg.gradient_checkpointing = get_method(cfg.method).checkpointing_default
     settings = to_dict(cfg)
     outdir.claim(out, settings, cfg.resume, cfg.overwrite_output_dir, act=False)  # every rank: same verdict
     resume = resolve_resume(cfg.resume, out)
