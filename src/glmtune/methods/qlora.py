@@ -74,7 +74,7 @@ def prepare_kbit(model: Any) -> None:
 
 @register_method("qlora", QLoraConfig)
 class QLoraMethod(TuningMethod):
-    """LoRA on a bitsandbytes-quantised frozen base, after peft's k-bit preparation."""
+    """LoRA on a bitsandbytes-quantised frozen base (prepared by :func:`prepare_kbit`), checkpointed unless set off."""
 
     name = "qlora"
     checkpointing_default = True  # memory is why one picks QLoRA: ChatGLM2-6B, batch 1 x 512: 6.6 -> 4.4 GiB

@@ -243,7 +243,7 @@ def run(cfg: TrainConfig, callbacks: list[Any] | None = None) -> RunResult:
     if cfg.gradient_checkpointing is None:  # resolved here, so the saved config says what ran
         from glmtune.methods import get_method
 
-        cfg.gradient_checkpointing = get_method(cfg.method).checkpointing_default
+        cfg.gradient_checkpointing = get_method(cfg.method).checkpointing(cfg)
     settings = to_dict(cfg)
     outdir.claim(out, settings, cfg.resume, cfg.overwrite_output_dir, act=False)  # every rank: same verdict
     resume = resolve_resume(cfg.resume, out)
